@@ -1,0 +1,3 @@
+from manxue.cli import main
+
+main()

@@ -1,0 +1,152 @@
+"""One exception tree for the whole product, rendered as OpenAI error JSON in one place.
+
+    ManxueError                      500 server_error
+    ├── InvalidRequest               400 invalid_request_error   (malformed body, bad format)
+    │   ├── BodyTooLarge             413 invalid_request_error
+    │   └── ModelNotFound            404 invalid_request_error / model_not_found
+    ├── InvalidParameters            422 invalid_request_error   (wrong type or value)
+    ├── AuthenticationFailed         401 authentication_error
+    ├── InsufficientBalance          402 insufficient_quota
+    ├── PermissionDenied             403 permission_error
+    ├── RateLimited                  429 rate_limit_error        (carries Retry-After)
+    ├── ServiceUnavailable           503 service_unavailable     (no usable deployment)
+    │   └── PolicyViolation          503 ... when privacy forbids every deployment
+    └── UpstreamError                status of the upstream (5xx or 4xx it returned)
+        └── UpstreamTimeout          504 timeout
+
+Status semantics follow DeepSeek's API (400, 401, 402, 422, 429, 500, 503).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class ManxueError(Exception):
+    """Base of every error a client can see."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.param = param
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+class InvalidRequest(ManxueError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class BodyTooLarge(InvalidRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class ModelNotFound(InvalidRequest):
+    status = 404
+    code = "model_not_found"
+
+
+class InvalidParameters(ManxueError):
+    status = 422
+    type = "invalid_request_error"
+    code = "invalid_parameters"
+
+
+class AuthenticationFailed(ManxueError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class InsufficientBalance(ManxueError):
+    status = 402
+    type = "insufficient_quota"
+    code = "insufficient_balance"
+
+
+class PermissionDenied(ManxueError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class RateLimited(ManxueError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class ServiceUnavailable(ManxueError):
+    status = 503
+    type = "service_unavailable"
+    code = "server_busy"
+
+
+class PolicyViolation(ServiceUnavailable):
+    code = "policy_no_deployment"
+
+
+class UpstreamError(ManxueError):
+    """An upstream answered with an error, or broke; `status` mirrors what it returned."""
+
+    type = "upstream_error"
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        code: str | None = None,
+        retry_after: float | None = None,
+        upstream_body: bytes | None = None,
+    ) -> None:
+        super().__init__(message, code=code, retry_after=retry_after)
+        self.status = status
+        self.upstream_body = upstream_body
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "upstream_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=504)
+
+
+class ConfigError(Exception):
+    """The config file or the command line is wrong; raised at start, never while serving."""

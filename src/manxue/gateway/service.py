@@ -1,0 +1,136 @@
+"""The chat service routes call: route a request, relay the answer, settle its usage once.
+
+Streaming and non-streaming answers end in the same `_settle`, so their usage is read and
+recorded by one path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from manxue.errors import UpstreamError
+from manxue.gateway.deployment import Deployment
+from manxue.gateway.router import Router
+from manxue.metrics import Metrics
+from manxue.protocol.chat import ChatRequest
+from manxue.protocol.sse import DONE, error_event
+from manxue.protocol.usage import Usage
+from manxue.providers.base import ChunkStream, Completion, KeepAliveHook
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    model: str
+    stream: bool
+    local_only: bool = False
+    started: float = field(default_factory=time.perf_counter)
+    first_byte_at: float | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one request came to, handed to every usage sink exactly once."""
+
+    ctx: RequestContext
+    deployment: str
+    usage: Usage | None
+    completed: bool
+    attempts: int
+    seconds: float
+    ttft: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class UsageSink(Protocol):
+    def record(self, outcome: Outcome) -> None: ...
+
+
+class ChatService:
+    def __init__(self, router: Router, metrics: Metrics, sinks: list[UsageSink] | None = None):
+        self.router = router
+        self.metrics = metrics
+        self.sinks: list[UsageSink] = sinks or []
+
+    async def complete(self, req: ChatRequest, raw: dict[str, Any], ctx: RequestContext) -> bytes:
+        async def call(dep: Deployment) -> Completion:
+            return await dep.provider.complete(_body_for(dep, raw))
+
+        got = await self.router.acquire(req.model, call, ctx.local_only)
+        ctx.first_byte_at = time.perf_counter()
+        self.router.release(got.deployment)
+        usage = Usage.from_dict(got.result.data.get("usage"))
+        self._settle(ctx, got.deployment, usage, True, got.attempts)
+        return got.result.body
+
+    async def stream(self, req: ChatRequest, raw: dict[str, Any], ctx: RequestContext,
+                     on_keepalive: KeepAliveHook | None) -> AsyncIterator[bytes]:
+        """Acquire a first byte (retrying as needed), then return the relay of the rest."""
+        options = dict(raw.get("stream_options") or {})
+        options["include_usage"] = True  # always ask upstream; billing needs it
+
+        async def call(dep: Deployment) -> ChunkStream:
+            body = _body_for(dep, raw)
+            body["stream_options"] = options
+            return await dep.provider.stream(body, on_keepalive)
+
+        got = await self.router.acquire(req.model, call, ctx.local_only)
+        ctx.first_byte_at = time.perf_counter()
+        return self._relay(got.result, got.deployment, got.attempts, req.wants_usage_chunk, ctx)
+
+    async def _relay(self, chunks: ChunkStream, dep: Deployment, attempts: int,
+                     want_usage: bool, ctx: RequestContext) -> AsyncIterator[bytes]:
+        usage: Usage | None = None
+        completed = False
+        error: str | None = None
+        try:
+            async for payload in chunks:
+                if b'"usage"' in payload:
+                    obj = orjson.loads(payload)
+                    found = Usage.from_dict(obj.get("usage"))
+                    if found is not None:
+                        usage = found
+                        if not want_usage and not obj.get("choices"):
+                            continue  # the usage-only chunk the client did not ask for
+                yield b"data: " + payload + b"\n\n"
+            completed = True
+            yield DONE
+        except UpstreamError as exc:
+            error = exc.message
+            self.metrics.child(self.metrics.stream_errors, dep.name).inc()
+            yield error_event(
+                "the upstream broke off this answer after it had started; the text so far is "
+                "incomplete: retry the request", code="stream_interrupted")
+        finally:
+            await chunks.aclose()
+            self.router.release(dep)
+            self._settle(ctx, dep, usage, completed, attempts, {"error": error} if error else None)
+
+    def _settle(self, ctx: RequestContext, dep: Deployment, usage: Usage | None, completed: bool,
+                attempts: int, extra: dict[str, Any] | None = None) -> None:
+        now = time.perf_counter()
+        if usage is not None:
+            m = self.metrics
+            m.child(m.tokens, ctx.model, "prompt").inc(usage.prompt_tokens)
+            m.child(m.tokens, ctx.model, "completion").inc(usage.completion_tokens)
+            m.child(m.tokens, ctx.model, "cache_hit").inc(usage.cache_hit_tokens)
+            m.child(m.tokens, ctx.model, "cache_miss").inc(usage.cache_miss_tokens)
+            m.child(m.tokens, ctx.model, "reasoning").inc(usage.reasoning_tokens)
+        if not self.sinks:
+            return
+        ttft = None if ctx.first_byte_at is None else ctx.first_byte_at - ctx.started
+        outcome = Outcome(ctx, dep.name, usage, completed, attempts, now - ctx.started, ttft,
+                          extra or {})
+        for sink in self.sinks:
+            sink.record(outcome)
+
+
+def _body_for(dep: Deployment, raw: dict[str, Any]) -> dict[str, Any]:
+    body = dict(raw)
+    body["model"] = dep.upstream_model
+    return body

@@ -1,0 +1,1 @@
+"""Wire formats shared by every layer: requests, responses, SSE framing."""

@@ -1,0 +1,85 @@
+"""Chat-completion request model: validated once, unknown fields kept and forwarded."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from manxue.errors import InvalidParameters, InvalidRequest
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "tool", "developer", "function"]
+    content: str | list[Any] | None = None
+    reasoning_content: str | None = None
+    name: str | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """The fields manxue reads; everything else rides along untouched in `raw`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    n: int | None = Field(None, ge=1, le=128)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    user: str | None = None
+
+    @property
+    def wants_usage_chunk(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+_FORMAT_ERRORS = {"missing", "too_short", "model_attributes_type", "dict_type"}
+
+
+def parse_chat_request(body: bytes) -> tuple[ChatRequest, dict[str, Any]]:
+    """Parse and validate a request body; return the model and the raw dict to forward."""
+    if not body.strip():
+        raise InvalidRequest("request body is empty; send a JSON object with model and messages")
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    try:
+        req = ChatRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise _to_client_error(exc) from None
+    return req, raw
+
+
+def _to_client_error(exc: ValidationError) -> InvalidRequest | InvalidParameters:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"])
+    if err["type"] == "missing":
+        return InvalidRequest(f"missing required field '{loc}'", param=loc)
+    if err["type"] == "too_short" and loc == "messages":
+        return InvalidRequest("'messages' must contain at least one message", param=loc)
+    message = f"invalid value for '{loc}': {err['msg']}"
+    if err["type"] in _FORMAT_ERRORS:
+        return InvalidRequest(message, param=loc)
+    return InvalidParameters(message, param=loc)

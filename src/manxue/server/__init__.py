@@ -1,0 +1,1 @@
+"""The HTTP face: routes under /v1, health, readiness and metrics."""

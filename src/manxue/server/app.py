@@ -1,0 +1,66 @@
+"""Build the ASGI-free aiohttp application from settings, and run it."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from manxue.gateway.deployment import Deployment
+from manxue.gateway.router import Router
+from manxue.gateway.service import ChatService
+from manxue.metrics import Metrics
+from manxue.providers import registry
+from manxue.server.middleware import errors_and_metrics
+from manxue.server.routes import chat, ops
+from manxue.server.state import STATE_KEY, AppState
+from manxue.settings import Settings
+
+log = logging.getLogger("manxue.server")
+
+
+def build_state(settings: Settings) -> AppState:
+    settings.check_offline()
+    metrics = Metrics()
+    deployments = [Deployment(registry.create(d), settings.router.breaker)
+                   for d in settings.deployments]
+    router = Router(settings.router, deployments, metrics)
+    state = AppState(settings=settings, metrics=metrics, router=router,
+                     chat=ChatService(router, metrics))
+    state.models_body = ops.models_body(router.models())
+    return state
+
+
+def build_app(settings: Settings, state: AppState | None = None) -> web.Application:
+    state = state or build_state(settings)
+    app = web.Application(client_max_size=settings.server.max_body_bytes,
+                          middlewares=[errors_and_metrics])
+    app[STATE_KEY] = state
+    for prefix in ("/v1", ""):  # DeepSeek's docs use a base URL without /v1
+        app.router.add_post(f"{prefix}/chat/completions", chat.chat_completions)
+        app.router.add_get(f"{prefix}/models", ops.models)
+        app.router.add_get(f"{prefix}/models/{{model}}", ops.model)
+    app.router.add_get("/health", ops.health)
+    app.router.add_get("/ready", ops.ready)
+    app.router.add_get("/metrics", ops.metrics)
+    app.on_cleanup.append(_close_providers)
+    return app
+
+
+async def _close_providers(app: web.Application) -> None:
+    for dep in app[STATE_KEY].router.deployments:
+        await dep.provider.close()
+
+
+def describe(state: AppState) -> list[str]:
+    """Start-up lines: what is served, from where."""
+    router = state.router
+    if not router.deployments:
+        return ["no model is served yet: pass --config FILE with [[deployments]] "
+                "(see docs/config.example.toml)"]
+    lines = []
+    for d in router.deployments:
+        where = d.settings.base_url or d.settings.path or "in-process"
+        lines.append(f"model {d.settings.model!r} ← deployment {d.name!r} "
+                     f"({d.settings.kind}, priority {d.settings.priority}, {where})")
+    return lines

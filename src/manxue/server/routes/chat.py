@@ -1,0 +1,43 @@
+"""POST /v1/chat/completions, streaming and not."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from manxue.errors import ManxueError
+from manxue.gateway.service import RequestContext
+from manxue.protocol.chat import parse_chat_request
+from manxue.protocol.sse import error_event
+from manxue.server.sse_writer import SSEWriter
+from manxue.server.state import state_of
+
+PRIVACY_HEADER = "X-Manxue-Privacy"
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    st = state_of(request)
+    req, raw = parse_chat_request(await request.read())
+    ctx = RequestContext(
+        request_id=request["request_id"], model=req.model, stream=req.stream,
+        local_only=request.headers.get(PRIVACY_HEADER, "").lower() == "local",
+    )
+    if not req.stream:
+        body = await st.chat.complete(req, raw, ctx)
+        return web.Response(body=body, content_type="application/json")
+
+    out = SSEWriter(request, st.settings.router.keepalive_interval,
+                    {"X-Request-Id": ctx.request_id})
+    out.arm()
+    try:
+        chunks = await st.chat.stream(req, raw, ctx, out.keepalive)
+    except ManxueError as exc:
+        await out.stop_waiting()
+        if not out.started:
+            raise
+        await out.write(error_event(exc.message, exc.code or "error", exc.type))
+        return out.response
+    await out.stop_waiting()
+    await out.start()
+    async for piece in chunks:
+        await out.write(piece)
+    return out.response

@@ -1,0 +1,54 @@
+"""Liveness, readiness, Prometheus metrics and the model list."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from manxue.errors import ModelNotFound
+from manxue.server.state import state_of
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+
+
+async def ready(request: web.Request) -> web.Response:
+    router = state_of(request).router
+    deps = {
+        d.name: {"model": d.settings.model, "breaker": d.breaker.state.name.lower(),
+                 "in_flight": d.in_flight}
+        for d in router.deployments
+    }
+    ok = router.ready()
+    body = {"status": "ready" if ok else "unavailable", "deployments": deps}
+    if not ok:
+        body["message"] = ("no deployment can take requests: configure one with --config, "
+                           "or wait for paused ones to recover")
+    return web.Response(status=200 if ok else 503, body=orjson.dumps(body),
+                        content_type="application/json")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = state_of(request).metrics.render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+async def models(request: web.Request) -> web.Response:
+    return web.Response(body=state_of(request).models_body, content_type="application/json")
+
+
+async def model(request: web.Request) -> web.Response:
+    st = state_of(request)
+    name = request.match_info["model"]
+    if name not in st.router.models():
+        raise ModelNotFound(f"model '{name}' is not served here", param="model")
+    return web.Response(body=orjson.dumps(_model_card(name)), content_type="application/json")
+
+
+def _model_card(name: str) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "manxue"}
+
+
+def models_body(names: list[str]) -> bytes:
+    return orjson.dumps({"object": "list", "data": [_model_card(n) for n in names]})

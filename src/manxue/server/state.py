@@ -1,0 +1,30 @@
+"""What the routes share: built once at start, stored on the aiohttp application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from manxue.gateway.router import Router
+from manxue.gateway.service import ChatService
+from manxue.metrics import Metrics
+from manxue.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    metrics: Metrics
+    router: Router
+    chat: ChatService
+    models_body: bytes = b""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+STATE_KEY = web.AppKey("manxue_state", AppState)
+
+
+def state_of(request: web.Request) -> AppState:
+    return request.app[STATE_KEY]

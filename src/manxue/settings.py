@@ -1,0 +1,148 @@
+"""Typed settings: one TOML config file plus environment variables, validated once at start."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from manxue.errors import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    """Seconds. `first_byte` bounds the wait for the first token, `total` the whole answer."""
+
+    connect: float = Field(5.0, gt=0)
+    first_byte: float = Field(30.0, gt=0)
+    total: float = Field(600.0, gt=0)
+
+
+class DeploymentSettings(_Strict):
+    name: str = Field(min_length=1)
+    model: str = Field(min_length=1, description="public model name clients ask for")
+    kind: Literal["openai", "local"] = "openai"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    upstream_model: str | None = None
+    priority: int = 0
+    weight: float = Field(1.0, gt=0)
+    timeouts: Timeouts = Timeouts()
+    tags: dict[str, str] = {}
+    # local engine only
+    path: str | None = None
+    options: dict[str, int | float | str | bool] = {}
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> DeploymentSettings:
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError(f"deployment {self.name!r}: kind 'openai' needs base_url")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"deployment {self.name!r}: base_url must start with http:// or https://")
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind == "local"
+
+    def resolved_api_key(self) -> str | None:
+        """The key itself: inline, or read from the named environment variable."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_env:
+            value = os.environ.get(self.api_key_env)
+            if value is None:
+                raise ConfigError(
+                    f"deployment {self.name!r}: environment variable {self.api_key_env} is not set"
+                )
+            return value
+        return None
+
+
+class BreakerSettings(_Strict):
+    failures: int = Field(5, ge=1, description="consecutive failures that open the breaker")
+    cooldown: float = Field(30.0, gt=0, description="seconds open before a half-open probe")
+
+
+class RouterSettings(_Strict):
+    strategy: Literal["weighted", "least-latency", "least-busy"] = "weighted"
+    max_attempts: int = Field(4, ge=1, description="tries per request, across all deployments")
+    retries_per_deployment: int = Field(1, ge=0)
+    backoff_base: float = Field(0.1, ge=0)
+    backoff_max: float = Field(2.0, ge=0)
+    retry_after_max: float = Field(10.0, ge=0, description="longest Retry-After honoured")
+    hedge_after: float = Field(0.0, ge=0, description="seconds; 0 disables hedging")
+    keepalive_interval: float = Field(
+        10.0, gt=0, description="seconds between ': keep-alive' comments while a stream waits"
+    )
+    breaker: BreakerSettings = BreakerSettings()
+
+
+class ServerSettings(_Strict):
+    host: str = DEFAULT_HOST
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    offline: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(_Strict):
+    server: ServerSettings = ServerSettings()
+    router: RouterSettings = RouterSettings()
+    deployments: list[DeploymentSettings] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        seen: set[str] = set()
+        for dep in self.deployments:
+            if dep.name in seen:
+                raise ValueError(f"deployment name {dep.name!r} is used twice")
+            seen.add(dep.name)
+        return self
+
+    def check_offline(self) -> None:
+        """Refuse any deployment that would leave the machine when serving offline."""
+        if not self.server.offline:
+            return
+        remote = [d.name for d in self.deployments if not d.is_local]
+        if remote:
+            raise ConfigError(
+                "offline mode refuses non-local deployments: " + ", ".join(remote)
+                + " (remove them or drop --offline)"
+            )
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Read and validate the config file; a missing path gives the defaults."""
+    if path is None:
+        return Settings()
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return settings_from_dict(raw, source=str(p))
+
+
+def settings_from_dict(raw: dict[str, object], source: str = "config") -> Settings:
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(x) for x in err["loc"])
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError(f"{source} is invalid:\n" + "\n".join(lines)) from None
