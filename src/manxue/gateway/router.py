@@ -68,12 +68,34 @@ class Router:
         self.metrics = metrics
         self.deployments = list(deployments)
         self._strategy = STRATEGIES[settings.strategy]
+        self._groups: dict[str, list[list[Deployment]]] = {}
+        self._regroup()
+
+    def _regroup(self) -> None:
         groups: dict[str, dict[int, list[Deployment]]] = defaultdict(lambda: defaultdict(list))
         for d in self.deployments:
             groups[d.settings.model][d.settings.priority].append(d)
         self._groups = {m: [g[p] for p in sorted(g)] for m, g in groups.items()}
         for d in self.deployments:
             self._set_breaker_gauge(d)
+
+    def get(self, name: str) -> Deployment | None:
+        return next((d for d in self.deployments if d.name == name), None)
+
+    def add(self, dep: Deployment) -> None:
+        """Serve a new deployment from the next request on (names are unique)."""
+        if self.get(dep.name) is not None:
+            raise ValueError(f"deployment {dep.name!r} already exists")
+        self.deployments.append(dep)
+        self._regroup()
+
+    def remove(self, name: str) -> Deployment | None:
+        """Stop routing to a deployment; requests already on it finish. Returns it, if found."""
+        dep = self.get(name)
+        if dep is not None:
+            self.deployments.remove(dep)
+            self._regroup()
+        return dep
 
     # ---- what is served -------------------------------------------------------------------
     def models(self) -> list[str]:
@@ -216,7 +238,8 @@ class Router:
 
     def _backoff(self, rnd: int) -> float:
         s = self.settings
-        return min(s.backoff_max, s.backoff_base * (2 ** (rnd - 1))) * random.uniform(0.5, 1.5)
+        delay: float = min(s.backoff_max, s.backoff_base * 2.0 ** (rnd - 1))
+        return delay * random.uniform(0.5, 1.5)
 
     def _final_error(self, model: str, plan: _Plan) -> ManxueError:
         if not plan.errors:

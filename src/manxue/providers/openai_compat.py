@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -138,7 +138,7 @@ async def _first_nonblank(resp: aiohttp.ClientResponse) -> bytes:
 
 async def _sse_payloads(
     resp: aiohttp.ClientResponse, name: str, on_keepalive: KeepAliveHook | None
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield each `data:` payload; tolerate comments and blank lines; stop at [DONE]."""
     content = resp.content
     started = False

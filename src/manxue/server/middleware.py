@@ -15,6 +15,8 @@ from manxue.server.state import state_of
 
 log = logging.getLogger("manxue.server")
 
+REQUEST_ID = web.RequestKey("request_id", str)
+
 _JSON = "application/json"
 
 
@@ -44,7 +46,7 @@ def _from_http(exc: web.HTTPException, request: web.Request) -> ManxueError:
 async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     t0 = time.perf_counter()
     rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-    request["request_id"] = rid
+    request[REQUEST_ID] = rid
     status = 500
     try:
         try:

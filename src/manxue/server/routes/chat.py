@@ -8,6 +8,7 @@ from manxue.errors import ManxueError
 from manxue.gateway.service import RequestContext
 from manxue.protocol.chat import parse_chat_request
 from manxue.protocol.sse import error_event
+from manxue.server.middleware import REQUEST_ID
 from manxue.server.sse_writer import SSEWriter
 from manxue.server.state import state_of
 
@@ -18,7 +19,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
     req, raw = parse_chat_request(await request.read())
     ctx = RequestContext(
-        request_id=request["request_id"], model=req.model, stream=req.stream,
+        request_id=request[REQUEST_ID], model=req.model, stream=req.stream,
         local_only=request.headers.get(PRIVACY_HEADER, "").lower() == "local",
     )
     if not req.stream:

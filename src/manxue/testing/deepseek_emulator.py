@@ -1,0 +1,217 @@
+"""A real HTTP server that behaves like the DeepSeek API, for tests, benchmarks and demos.
+
+It streams (with `reasoning_content` deltas when asked), sends `: keep-alive` comments or
+blank lines while it "waits", answers 429 with Retry-After or 503 "server busy", can hold
+back the first byte, drop a stream in the middle, and reports cache hit/miss usage.
+
+Behaviour is scripted: `emu.push(Behavior(...))` queues what the next request gets; with
+the queue empty every request gets `emu.default`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Behavior:
+    status: int = 200
+    retry_after: float | None = None
+    error_message: str = "Server busy, please try again later."
+    first_byte_delay: float = 0.0
+    keepalive_every: float = 0.0  # while delaying: comments (stream) or blank lines (not)
+    chunks: int = 3  # content chunks in a stream
+    chunk_delay: float = 0.0
+    drop_after: int | None = None  # close the connection after this many content chunks
+    reasoning: str | None = None  # reasoning text, streamed before the answer
+    content: str | None = None  # default: echo the last user message
+    cache_hit_tokens: int = 0
+    usage: bool = True
+    usage_padding: int = 0  # added to prompt_tokens (an inflating upstream)
+
+
+@dataclass
+class Received:
+    body: dict[str, Any]
+    headers: dict[str, str]
+    at: float
+
+
+@dataclass
+class DeepSeekEmulator:
+    model: str = "deepseek-chat"
+    default: Behavior = field(default_factory=Behavior)
+    script: deque[Behavior] = field(default_factory=deque)
+    received: list[Received] = field(default_factory=list)
+    record: bool = True
+    api_key: str | None = None
+    cancelled: int = 0
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def push(self, *behaviors: Behavior) -> None:
+        self.script.extend(behaviors)
+
+    def reset(self) -> None:
+        self.script.clear()
+        self.received.clear()
+        self.cancelled = 0
+        self.default = Behavior()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        for prefix in ("/v1", ""):
+            app.router.add_post(f"{prefix}/chat/completions", self._chat)
+            app.router.add_get(f"{prefix}/models", self._models)
+        return app
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": self.model, "object": "model", "owned_by": "deepseek"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = orjson.loads(raw)
+        if self.record:
+            self.received.append(Received(body, dict(request.headers), time.monotonic()))
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _error(401, "Authentication Fails (no such user)", "invalid_request_error")
+        b = self.script.popleft() if self.script else self.default
+        if b.status != 200:
+            if b.first_byte_delay:
+                await asyncio.sleep(b.first_byte_delay)
+            headers = {"Retry-After": f"{b.retry_after:g}"} if b.retry_after is not None else {}
+            kind = "rate_limit_error" if b.status == 429 else "server_error"
+            return _error(b.status, b.error_message, kind, headers)
+        try:
+            if body.get("stream"):
+                return await self._stream(request, body, b)
+            return await self._whole(request, body, b)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+    # ---- answers ---------------------------------------------------------------------------
+    def _answer(self, body: dict[str, Any], b: Behavior) -> str:
+        if b.content is not None:
+            return b.content
+        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        last: dict[str, Any] = users[-1] if users else {}
+        text = last.get("content") if isinstance(last.get("content"), str) else ""
+        return f"You said: {text}"
+
+    def _usage(self, body: dict[str, Any], b: Behavior, completion: int, reasoning: int) -> Any:
+        words = sum(len(str(m.get("content") or "").split()) + 4 for m in body.get("messages", []))
+        prompt = words + b.usage_padding
+        hit = min(b.cache_hit_tokens, prompt)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": hit},
+            "prompt_cache_hit_tokens": hit,
+            "prompt_cache_miss_tokens": prompt - hit,
+            "completion_tokens_details": {"reasoning_tokens": reasoning},
+        }
+
+    def _id(self) -> str:
+        return f"chatcmpl-emu{next(self._ids)}"
+
+    async def _whole(self, request: web.Request, body: dict[str, Any], b: Behavior) -> web.StreamResponse:
+        text = self._answer(body, b)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        reasoning_tokens = 0
+        if b.reasoning is not None:
+            message["reasoning_content"] = b.reasoning
+            reasoning_tokens = len(b.reasoning.split())
+        out: dict[str, Any] = {
+            "id": self._id(), "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", self.model),
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+            "system_fingerprint": "fp_emulator",
+        }
+        if b.usage:
+            out["usage"] = self._usage(body, b, len(text.split()) + reasoning_tokens, reasoning_tokens)
+        if not b.first_byte_delay:
+            return web.Response(body=orjson.dumps(out), content_type="application/json")
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        await self._wait(resp, b, b"\n")
+        await resp.write(orjson.dumps(out))
+        await resp.write_eof()
+        return resp
+
+    async def _wait(self, resp: web.StreamResponse, b: Behavior, beat: bytes) -> None:
+        if not b.keepalive_every:
+            await asyncio.sleep(b.first_byte_delay)
+            return
+        deadline = time.monotonic() + b.first_byte_delay
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(b.keepalive_every, left))
+            if deadline - time.monotonic() > 0:
+                await resp.write(beat)
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], b: Behavior) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        if b.first_byte_delay:
+            await self._wait(resp, b, b": keep-alive\n\n")
+        cid, created, model = self._id(), int(time.time()), body.get("model", self.model)
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
+            obj: dict[str, Any] = {
+                "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "system_fingerprint": "fp_emulator",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
+            if usage is not None:
+                obj["usage"] = usage
+            return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+        await resp.write(chunk({"role": "assistant", "content": ""}))
+        reasoning_parts = _split(b.reasoning, b.chunks) if b.reasoning is not None else []
+        parts = _split(self._answer(body, b), b.chunks)
+        for piece in reasoning_parts:
+            await resp.write(chunk({"reasoning_content": piece, "content": None}))
+        for sent, piece in enumerate(parts):
+            if b.drop_after is not None and sent >= b.drop_after:
+                assert request.transport is not None
+                request.transport.close()  # a drop in the middle: no [DONE], no usage
+                return resp
+            if b.chunk_delay:
+                await asyncio.sleep(b.chunk_delay)
+            await resp.write(chunk({"content": piece}))
+        reasoning_tokens = len(reasoning_parts)
+        usage = self._usage(body, b, len(parts) + reasoning_tokens, reasoning_tokens) if b.usage else None
+        opts = body.get("stream_options") or {}
+        await resp.write(chunk({}, "stop"))
+        if usage is not None and opts.get("include_usage"):
+            payload = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                       "choices": [], "usage": usage}
+            await resp.write(b"data: " + orjson.dumps(payload) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+
+def _split(text: str, n: int) -> list[str]:
+    """Cut `text` into `n` pieces at spaces where possible (at least one piece)."""
+    words = text.split(" ")
+    n = max(1, min(n, len(words)))
+    size = -(-len(words) // n)
+    return [" ".join(words[i:i + size]) + (" " if i + size < len(words) else "")
+            for i in range(0, len(words), size)]
+
+
+def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
+                        headers=headers or {})
+

@@ -1,0 +1,63 @@
+"""Shared fixtures: real loopback servers (DeepSeek emulators and the gateway itself)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from manxue.server.app import build_app
+from manxue.settings import settings_from_dict
+from manxue.testing.deepseek_emulator import DeepSeekEmulator
+from manxue.testing.loopback import LoopbackServer
+from tests.helpers import Gateway, Upstream, deployment
+
+
+def _start_upstream() -> Upstream:
+    emu = DeepSeekEmulator()
+    return Upstream(emu, LoopbackServer(emu.app()).start())
+
+
+@pytest.fixture(scope="session")
+def _upstreams() -> Iterator[list[Upstream]]:
+    ups = [_start_upstream() for _ in range(3)]
+    yield ups
+    for u in ups:
+        u.server.stop()
+
+
+@pytest.fixture
+def upstreams(_upstreams: list[Upstream]) -> list[Upstream]:
+    """Three DeepSeek-like upstreams, reset for each test."""
+    for u in _upstreams:
+        u.emu.reset()
+    return _upstreams
+
+
+@pytest.fixture
+def upstream(upstreams: list[Upstream]) -> Upstream:
+    return upstreams[0]
+
+
+@pytest.fixture
+def make_gateway() -> Iterator[Callable[..., Gateway]]:
+    started: list[LoopbackServer] = []
+
+    def make(deployments: list[dict[str, Any]], router: dict[str, Any] | None = None,
+             server: dict[str, Any] | None = None) -> Gateway:
+        settings = settings_from_dict({"deployments": deployments, "router": router or {},
+                                       "server": server or {}})
+        srv = LoopbackServer(build_app(settings)).start()
+        started.append(srv)
+        return Gateway(srv)
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def gateway(make_gateway: Callable[..., Gateway], upstream: Upstream) -> Gateway:
+    """A gateway with one deployment of `deepseek-chat` on the first upstream."""
+    return make_gateway([deployment(upstream, "primary")])
