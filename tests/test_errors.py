@@ -97,6 +97,7 @@ def test_secrets_never_leak(make_gateway, upstreams, caplog, monkeypatch):
     r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "deepseek-chat", "messages": MSG})
     assert r.status_code == 503
     assert up.emu.received[0].headers["Authorization"] == "Bearer sk-super-secret-42"
+    assert len(up.emu.received) == 1  # a rejected key is not retried on the same deployment
     for text in (r.text, caplog.text, httpx.get(gw.url + "/metrics").text,
                  httpx.get(gw.url + "/ready").text):
         assert "sk-super-secret-42" not in text and "sk-inline-secret" not in text

@@ -204,6 +204,8 @@ class Router:
                 raise
             self._record_failure(dep, exc)
             plan.errors.append(exc)
+            if exc.status in DEPLOYMENT_FAULT:  # retrying its key or model will not help
+                plan.queue = deque(e for e in plan.queue if e[0] is not dep)
             return None
         except BaseException:
             self.release(dep)

@@ -64,6 +64,7 @@ class DeepSeekEmulator:
         self.received.clear()
         self.cancelled = 0
         self.default = Behavior()
+        self.api_key = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
