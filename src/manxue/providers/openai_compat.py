@@ -1,4 +1,5 @@
-"""Adapter for any OpenAI-compatible upstream: DeepSeek, cloud vendors, vLLM, SGLang, llama-server."""
+"""Adapter for any OpenAI-compatible upstream: DeepSeek, cloud vendors, vLLM, SGLang,
+llama-server."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from manxue.errors import UpstreamError, UpstreamTimeout
 from manxue.providers.base import BufferedStream, ChunkStream, Completion, KeepAliveHook
+from manxue.providers.http1 import BrokenResponse, ConnectError, Http1Pool, Http1Response, TotalTimeout
 from manxue.settings import DeploymentSettings
 
 _MAX_ERROR_BODY = 64 * 1024
@@ -21,73 +22,65 @@ class OpenAICompatProvider:
 
     def __init__(self, settings: DeploymentSettings) -> None:
         self.settings = settings
-        base = (settings.base_url or "").rstrip("/")
-        self.url = base + "/chat/completions" if base.endswith("/v1") else base + "/v1/chat/completions"
-        if base.endswith("/chat/completions"):
-            self.url = base
-        key = settings.resolved_api_key()
-        self._headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
         t = settings.timeouts
-        self._timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, connect=t.connect)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
+        self._pool = Http1Pool(settings.base_url or "", connect_timeout=t.connect)
+        base = self._pool.base_path
+        if base.endswith("/chat/completions"):
+            self.path = base
+        elif base.endswith("/v1"):
+            self.path = base + "/chat/completions"
+        else:
+            self.path = base + "/v1/chat/completions"
+        key = settings.resolved_api_key()
+        self._key = key
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity",
+                   "User-Agent": "manxue"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._headers = headers
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._pool.close()
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "openai", "upstream_model": self.settings.upstream_model or self.settings.model}
 
-    async def _post(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    async def _post(self, body: dict[str, Any]) -> Http1Response:
         name = self.settings.name
+        data = orjson.dumps(body)
+        head = self._pool.head("POST", self.path, self._headers, len(data))
         try:
-            resp = await self._client().post(self.url, data=orjson.dumps(body), headers=self._headers)
-        except TimeoutError:
-            raise UpstreamTimeout(f"deployment {name}: connect timed out") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"deployment {name}: cannot connect ({type(exc).__name__})",
-                status=502,
-                code="upstream_unreachable",
-            ) from None
+            resp = await self._pool.request(head, data, self.settings.timeouts.total)
+        except ConnectError as exc:
+            raise UpstreamError(f"deployment {name}: cannot connect ({exc})", status=502,
+                                code="upstream_unreachable") from None
+        except BrokenResponse as exc:
+            raise UpstreamError(f"deployment {name}: {exc}", status=502) from None
         if resp.status != 200:
-            await _raise_for_status(name, resp)
+            await self._raise_for_status(resp)
         return resp
 
     async def complete(self, body: dict[str, Any]) -> Completion:
         t = self.settings.timeouts
         name = self.settings.name
-        resp: aiohttp.ClientResponse | None = None
+        resp: Http1Response | None = None
         try:
             async with asyncio.timeout(t.first_byte):
                 resp = await self._post(body)
                 head = await _first_nonblank(resp)
-            rest = await resp.read()
+            data = head + await resp.read()
+        except TotalTimeout:
+            raise UpstreamTimeout(f"deployment {name}: answer not complete within {t.total:g}s") from None
         except TimeoutError:
             raise UpstreamTimeout(f"deployment {name}: no answer within {t.first_byte:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"deployment {name}: connection broke ({type(exc).__name__})", status=502
-            ) from None
+        except BrokenResponse as exc:
+            raise UpstreamError(f"deployment {name}: {exc}", status=502) from None
         finally:
             if resp is not None:
                 resp.release()
-        data = head + rest
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -99,7 +92,7 @@ class OpenAICompatProvider:
     async def stream(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None) -> ChunkStream:
         t = self.settings.timeouts
         name = self.settings.name
-        resp: aiohttp.ClientResponse | None = None
+        resp: Http1Response | None = None
         try:
             async with asyncio.timeout(t.first_byte):
                 resp = await self._post(body)
@@ -110,25 +103,42 @@ class OpenAICompatProvider:
                 resp.close()
             raise UpstreamTimeout(f"deployment {name}: no first token within {t.first_byte:g}s") from None
         except StopAsyncIteration:
-            assert resp is not None
-            resp.close()
+            if resp is not None:
+                resp.close()
             raise UpstreamError(f"deployment {name}: stream ended before any data", status=502) from None
         except BaseException:
             if resp is not None:
                 resp.close()
             raise
+        stream_resp = resp
 
         async def closer() -> None:
             await events.aclose()
-            resp.close()
+            stream_resp.close()
 
         return BufferedStream(first=first, rest=events, closer=closer)
 
+    async def _raise_for_status(self, resp: Http1Response) -> None:
+        try:
+            async with asyncio.timeout(self.settings.timeouts.first_byte):
+                raw = (await resp.read())[:_MAX_ERROR_BODY]
+        except (BrokenResponse, TimeoutError):
+            raw = b""
+        finally:
+            resp.release()
+        message = self._scrub(_error_message(raw) or f"HTTP {resp.status}")
+        raise UpstreamError(
+            f"deployment {self.settings.name}: upstream answered {resp.status}: {message}",
+            status=resp.status,
+            retry_after=_retry_after(resp.headers.get("retry-after")),
+            upstream_body=raw,
+        )
 
-async def _first_nonblank(resp: aiohttp.ClientResponse) -> bytes:
+
+async def _first_nonblank(resp: Http1Response) -> bytes:
     """Skip the blank lines DeepSeek sends while a non-streaming request waits."""
     while True:
-        chunk = await resp.content.readany()
+        chunk = await resp.readany()
         if not chunk:
             return b""
         stripped = chunk.lstrip()
@@ -137,19 +147,16 @@ async def _first_nonblank(resp: aiohttp.ClientResponse) -> bytes:
 
 
 async def _sse_payloads(
-    resp: aiohttp.ClientResponse, name: str, on_keepalive: KeepAliveHook | None
+    resp: Http1Response, name: str, on_keepalive: KeepAliveHook | None
 ) -> AsyncGenerator[bytes, None]:
     """Yield each `data:` payload; tolerate comments and blank lines; stop at [DONE]."""
-    content = resp.content
     started = False
     try:
         while True:
-            line = await content.readline()
+            line = await resp.readline()
             if not line:
-                raise UpstreamError(
-                    f"deployment {name}: stream ended without [DONE]", status=502,
-                    code="upstream_stream_broken",
-                )
+                raise UpstreamError(f"deployment {name}: stream ended without [DONE]", status=502,
+                                    code="upstream_stream_broken")
             if line.startswith(b"data:"):
                 payload = line[5:].strip()
                 if payload == b"[DONE]":
@@ -161,36 +168,17 @@ async def _sse_payloads(
                     yield payload
             elif line.startswith(b":") and not started and on_keepalive is not None:
                 await on_keepalive()
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(
-            f"deployment {name}: stream broke ({type(exc).__name__})", status=502,
-            code="upstream_stream_broken",
-        ) from None
+    except (BrokenResponse, TotalTimeout) as exc:
+        raise UpstreamError(f"deployment {name}: stream broke ({exc})", status=502,
+                            code="upstream_stream_broken") from None
 
 
 def _stream_error(name: str, payload: bytes) -> UpstreamError:
     try:
         msg = str(orjson.loads(payload)["error"].get("message", "error"))
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
+    except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError):
         msg = "error event"
     return UpstreamError(f"deployment {name}: upstream sent an error: {msg}", status=502)
-
-
-async def _raise_for_status(name: str, resp: aiohttp.ClientResponse) -> None:
-    try:
-        raw = await resp.content.read(_MAX_ERROR_BODY)
-    except aiohttp.ClientError:
-        raw = b""
-    finally:
-        resp.release()
-    message = _error_message(raw) or resp.reason or "error"
-    retry_after = _retry_after(resp.headers.get("Retry-After"))
-    raise UpstreamError(
-        f"deployment {name}: upstream answered {resp.status}: {message}",
-        status=resp.status,
-        retry_after=retry_after,
-        upstream_body=raw,
-    )
 
 
 def _error_message(raw: bytes) -> str | None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import time
-import uuid
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -16,6 +17,8 @@ from manxue.server.state import state_of
 log = logging.getLogger("manxue.server")
 
 REQUEST_ID = web.RequestKey("request_id", str)
+_ID_PREFIX = f"{int(time.time()):x}{os.getpid():x}-"
+_ids = itertools.count(1)
 
 _JSON = "application/json"
 
@@ -45,7 +48,7 @@ def _from_http(exc: web.HTTPException, request: web.Request) -> ManxueError:
 @web.middleware
 async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     t0 = time.perf_counter()
-    rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    rid = request.headers.get("X-Request-Id") or f"{_ID_PREFIX}{next(_ids):x}"
     request[REQUEST_ID] = rid
     status = 500
     try:

@@ -216,3 +216,23 @@ def _error(status: int, message: str, kind: str, headers: dict[str, str] | None 
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
                         headers=headers or {})
 
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m manxue.testing.deepseek_emulator --port 9100`: a stand-in DeepSeek API."""
+    import argparse
+
+    from manxue.server.run import new_loop
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=9100)
+    ap.add_argument("--chunks", type=int, default=3, help="content chunks per streamed answer")
+    args = ap.parse_args(argv)
+    emu = DeepSeekEmulator(default=Behavior(chunks=args.chunks), record=False)
+    web.run_app(emu.app(), host=args.host, port=args.port, access_log=None, print=None,
+                loop=new_loop())
+
+
+if __name__ == "__main__":
+    main()

@@ -20,7 +20,9 @@ class LoopbackServer:
         self._app_or_factory = app
         self._port = port
         self.port = 0
-        self.loop = asyncio.new_event_loop()
+        from manxue.server.run import new_loop
+
+        self.loop = new_loop()  # the loop production runs on
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
 
@@ -45,8 +47,7 @@ class LoopbackServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()
-        server = site._server
-        assert server is not None and isinstance(server, asyncio.base_events.Server)
+        server: Any = site._server
         self.port = server.sockets[0].getsockname()[1]
 
     def stop(self) -> None:
