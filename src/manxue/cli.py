@@ -75,6 +75,15 @@ def serve(
         raise typer.Exit(2) from None
 
 
+def _mount_subcommands() -> None:
+    from manxue.engine_launch.cli import engine_app
+
+    app.add_typer(engine_app, name="engine")
+
+
+_mount_subcommands()
+
+
 def main() -> None:
     app()
 

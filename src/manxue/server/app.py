@@ -1,4 +1,4 @@
-"""Build the ASGI-free aiohttp application from settings, and run it."""
+"""Build the aiohttp application from settings."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from manxue.gateway.service import ChatService
 from manxue.metrics import Metrics
 from manxue.providers import registry
 from manxue.server.middleware import errors_and_metrics
-from manxue.server.routes import chat, ops
+from manxue.server.routes import admin_deployments, chat, ops
 from manxue.server.state import STATE_KEY, AppState
 from manxue.settings import Settings
 
@@ -43,6 +43,7 @@ def build_app(settings: Settings, state: AppState | None = None) -> web.Applicat
     app.router.add_get("/health", ops.health)
     app.router.add_get("/ready", ops.ready)
     app.router.add_get("/metrics", ops.metrics)
+    admin_deployments.add_routes(app)
     app.on_cleanup.append(_close_providers)
     return app
 
