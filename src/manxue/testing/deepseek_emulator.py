@@ -47,6 +47,8 @@ class Received:
 
 @dataclass
 class DeepSeekEmulator:
+    """Tokens are counted as whitespace-separated words, the same way for streams and bodies."""
+
     model: str = "deepseek-chat"
     default: Behavior = field(default_factory=Behavior)
     script: deque[Behavior] = field(default_factory=deque)
@@ -178,7 +180,8 @@ class DeepSeekEmulator:
 
         await resp.write(chunk({"role": "assistant", "content": ""}))
         reasoning_parts = _split(b.reasoning, b.chunks) if b.reasoning is not None else []
-        parts = _split(self._answer(body, b), b.chunks)
+        text = self._answer(body, b)
+        parts = _split(text, b.chunks)
         for piece in reasoning_parts:
             await resp.write(chunk({"reasoning_content": piece, "content": None}))
         for sent, piece in enumerate(parts):
@@ -189,8 +192,8 @@ class DeepSeekEmulator:
             if b.chunk_delay:
                 await asyncio.sleep(b.chunk_delay)
             await resp.write(chunk({"content": piece}))
-        reasoning_tokens = len(reasoning_parts)
-        usage = self._usage(body, b, len(parts) + reasoning_tokens, reasoning_tokens) if b.usage else None
+        reasoning_tokens = len(b.reasoning.split()) if b.reasoning is not None else 0
+        usage = self._usage(body, b, len(text.split()) + reasoning_tokens, reasoning_tokens) if b.usage else None
         opts = body.get("stream_options") or {}
         await resp.write(chunk({}, "stop"))
         if usage is not None and opts.get("include_usage"):
