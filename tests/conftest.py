@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,18 @@ from tests.helpers import Gateway, Upstream, deployment
 def _start_upstream() -> Upstream:
     emu = DeepSeekEmulator()
     return Upstream(emu, LoopbackServer(emu.app()).start())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every test's database and journal out of the user's home."""
+    old = os.environ.get("MANXUE_DATA_DIR")
+    os.environ["MANXUE_DATA_DIR"] = str(tmp_path_factory.mktemp("manxue-data"))
+    yield
+    if old is None:
+        os.environ.pop("MANXUE_DATA_DIR", None)
+    else:
+        os.environ["MANXUE_DATA_DIR"] = old
 
 
 @pytest.fixture(scope="session")
@@ -41,13 +54,14 @@ def upstream(upstreams: list[Upstream]) -> Upstream:
 
 
 @pytest.fixture
-def make_gateway() -> Iterator[Callable[..., Gateway]]:
+def make_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Gateway]]:
     started: list[LoopbackServer] = []
 
     def make(deployments: list[dict[str, Any]], router: dict[str, Any] | None = None,
-             server: dict[str, Any] | None = None) -> Gateway:
+             server: dict[str, Any] | None = None, **top: Any) -> Gateway:
+        top.setdefault("data_dir", str(tmp_path_factory.mktemp("gw")))
         settings = settings_from_dict({"deployments": deployments, "router": router or {},
-                                       "server": server or {}})
+                                       "server": server or {}, **top})
         srv = LoopbackServer(build_app(settings)).start()
         started.append(srv)
         return Gateway(srv)

@@ -39,6 +39,8 @@ class DeploymentSettings(_Strict):
     weight: float = Field(1.0, gt=0)
     timeouts: Timeouts = Timeouts()
     tags: dict[str, str] = {}
+    cost_price_list: str | None = Field(None, description="what the upstream charges per token")
+    cost_per_hour: float | None = Field(None, ge=0, description="fixed cost of a self-hosted engine")
     # local engine only
     path: str | None = None
     options: dict[str, int | float | str | bool] = {}
@@ -97,10 +99,53 @@ class ServerSettings(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+def default_data_dir() -> Path:
+    """Where manxue keeps its SQLite database, journal and caches unless told otherwise."""
+    env = os.environ.get("MANXUE_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "manxue"
+
+
+class ModelSettings(_Strict):
+    """What billing needs to know about a public model name."""
+
+    tokenizer: str | None = Field(None, description="tokenizer for counting when upstreams give no usage")
+    max_output_tokens: int = Field(8192, ge=1, description="reserved when a request sets no max_tokens")
+    reasoning_budget: int = Field(0, ge=0, description="reasoning tokens beyond max_tokens (R1-era models)")
+
+
+class BillingSettings(_Strict):
+    enabled: bool = Field(True, description="keys, limits, balances and the ledger")
+    price_lists: list[str] = Field([], description="TOML files with the operator's own price lists")
+    flush_interval: float = Field(0.25, gt=0, description="seconds between ledger flushes to SQL")
+    flush_batch: int = Field(5000, ge=1)
+    key_refresh_interval: float = Field(2.0, gt=0, description="seconds between key reloads from SQL")
+    default_price_list: str | None = None
+    currency: str = "USD"
+
+
 class Settings(_Strict):
     server: ServerSettings = ServerSettings()
     router: RouterSettings = RouterSettings()
     deployments: list[DeploymentSettings] = []
+    data_dir: str | None = None
+    database_url: str | None = None
+    redis_url: str | None = None
+    billing: BillingSettings = BillingSettings()
+    models: dict[str, ModelSettings] = {}
+
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir() / 'manxue.db'}"
+
+    def model_settings(self, model: str) -> ModelSettings:
+        return self.models.get(model) or ModelSettings()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

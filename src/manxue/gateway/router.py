@@ -171,7 +171,8 @@ class Router:
             if wait > 0:
                 if dep.breaker.state is BreakerState.CLOSED and rnd > 0 \
                         and wait <= self.settings.retry_after_max and not plan.queue:
-                    await asyncio.sleep(wait)  # honour Retry-After when nothing else is left
+                    # honour Retry-After when nothing else is left (timers may fire a hair early)
+                    await asyncio.sleep(wait + 0.005)
                 else:
                     plan.skipped_open.append(dep)
                     continue

@@ -1,7 +1,7 @@
 """The chat service routes call: route a request, relay the answer, settle its usage once.
 
-Streaming and non-streaming answers end in the same `_settle`, so their usage is read and
-recorded by one path.
+Streaming and non-streaming answers, and requests that fail before any answer, all end in the
+same `_settle`, so usage is read and recorded by one path, exactly once per request.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from manxue.errors import UpstreamError
+from manxue.errors import ManxueError, UpstreamError
 from manxue.gateway.deployment import Deployment
 from manxue.gateway.router import Router
 from manxue.metrics import Metrics
@@ -31,6 +31,7 @@ class RequestContext:
     local_only: bool = False
     started: float = field(default_factory=time.perf_counter)
     first_byte_at: float | None = None
+    ticket: Any = None  # what admission decided (accounting), handed back at settlement
 
 
 @dataclass(slots=True)
@@ -45,6 +46,28 @@ class Outcome:
     seconds: float
     ttft: float | None
     extra: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] | None = None  # the whole answer, when not streamed
+    payloads: list[bytes] | None = None  # the stream's events as relayed
+
+    def text(self) -> tuple[str, str]:
+        """The answer's content and reasoning text, for counting when usage is missing."""
+        content: list[str] = []
+        reasoning: list[str] = []
+        if self.body is not None:
+            for choice in self.body.get("choices") or []:
+                msg = choice.get("message") or {}
+                content.append(msg.get("content") or "")
+                reasoning.append(msg.get("reasoning_content") or "")
+        for payload in self.payloads or ():
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue
+            for choice in obj.get("choices") or []:
+                delta = choice.get("delta") or {}
+                content.append(delta.get("content") or "")
+                reasoning.append(delta.get("reasoning_content") or "")
+        return "".join(content), "".join(reasoning)
 
 
 class UsageSink(Protocol):
@@ -61,11 +84,16 @@ class ChatService:
         async def call(dep: Deployment) -> Completion:
             return await dep.provider.complete(_body_for(dep, raw))
 
-        got = await self.router.acquire(req.model, call, ctx.local_only)
+        try:
+            got = await self.router.acquire(req.model, call, ctx.local_only)
+        except ManxueError as exc:
+            self._settle(ctx, None, None, False, 0, {"error": exc.message})
+            raise
         ctx.first_byte_at = time.perf_counter()
         self.router.release(got.deployment)
-        usage = Usage.from_dict(got.result.data.get("usage"))
-        self._settle(ctx, got.deployment, usage, True, got.attempts)
+        data = got.result.data
+        self._settle(ctx, got.deployment, Usage.from_dict(data.get("usage")), True, got.attempts,
+                     body=data)
         return got.result.body
 
     async def stream(self, req: ChatRequest, raw: dict[str, Any], ctx: RequestContext,
@@ -79,17 +107,24 @@ class ChatService:
             body["stream_options"] = options
             return await dep.provider.stream(body, on_keepalive)
 
-        got = await self.router.acquire(req.model, call, ctx.local_only)
+        try:
+            got = await self.router.acquire(req.model, call, ctx.local_only)
+        except ManxueError as exc:
+            self._settle(ctx, None, None, False, 0, {"error": exc.message})
+            raise
         ctx.first_byte_at = time.perf_counter()
         return self._relay(got.result, got.deployment, got.attempts, req.wants_usage_chunk, ctx)
 
     async def _relay(self, chunks: ChunkStream, dep: Deployment, attempts: int,
                      want_usage: bool, ctx: RequestContext) -> AsyncIterator[bytes]:
         usage: Usage | None = None
-        completed = False
+        settled = False
         error: str | None = None
+        seen: list[bytes] | None = [] if self.sinks else None
         try:
             async for payload in chunks:
+                if seen is not None:
+                    seen.append(payload)
                 if b'"usage"' in payload:
                     obj = orjson.loads(payload)
                     found = Usage.from_dict(obj.get("usage"))
@@ -98,7 +133,9 @@ class ChatService:
                         if not want_usage and not obj.get("choices"):
                             continue  # the usage-only chunk the client did not ask for
                 yield b"data: " + payload + b"\n\n"
-            completed = True
+            # recorded before the client sees the end, so a delivered answer is always billed
+            self._settle(ctx, dep, usage, True, attempts, payloads=seen)
+            settled = True
             yield DONE
         except UpstreamError as exc:
             error = exc.message
@@ -109,10 +146,13 @@ class ChatService:
         finally:
             await chunks.aclose()
             self.router.release(dep)
-            self._settle(ctx, dep, usage, completed, attempts, {"error": error} if error else None)
+            if not settled:
+                self._settle(ctx, dep, usage, False, attempts,
+                             {"error": error} if error else None, payloads=seen)
 
-    def _settle(self, ctx: RequestContext, dep: Deployment, usage: Usage | None, completed: bool,
-                attempts: int, extra: dict[str, Any] | None = None) -> None:
+    def _settle(self, ctx: RequestContext, dep: Deployment | None, usage: Usage | None,
+                completed: bool, attempts: int, extra: dict[str, Any] | None = None,
+                body: dict[str, Any] | None = None, payloads: list[bytes] | None = None) -> None:
         now = time.perf_counter()
         if usage is not None:
             m = self.metrics
@@ -124,8 +164,8 @@ class ChatService:
         if not self.sinks:
             return
         ttft = None if ctx.first_byte_at is None else ctx.first_byte_at - ctx.started
-        outcome = Outcome(ctx, dep.name, usage, completed, attempts, now - ctx.started, ttft,
-                          extra or {})
+        outcome = Outcome(ctx, dep.name if dep else "", usage, completed, attempts,
+                          now - ctx.started, ttft, extra or {}, body, payloads)
         for sink in self.sinks:
             sink.record(outcome)
 

@@ -12,7 +12,7 @@ from manxue.gateway.service import ChatService
 from manxue.metrics import Metrics
 from manxue.providers import registry
 from manxue.server.middleware import errors_and_metrics
-from manxue.server.routes import admin_deployments, chat, ops
+from manxue.server.routes import admin_deployments, admin_keys, chat, ops
 from manxue.server.state import STATE_KEY, AppState
 from manxue.settings import Settings
 
@@ -28,6 +28,11 @@ def build_state(settings: Settings) -> AppState:
     state = AppState(settings=settings, metrics=metrics, router=router,
                      chat=ChatService(router, metrics))
     state.models_body = ops.models_body(router.models())
+    if settings.billing.enabled:
+        from manxue.accounting.setup import build_meter
+
+        state.meter = build_meter(settings)
+        state.chat.sinks.append(state.meter)
     return state
 
 
@@ -44,8 +49,26 @@ def build_app(settings: Settings, state: AppState | None = None) -> web.Applicat
     app.router.add_get("/ready", ops.ready)
     app.router.add_get("/metrics", ops.metrics)
     admin_deployments.add_routes(app)
+    admin_keys.add_routes(app)
+    app.on_startup.append(_start_meter)
+    app.on_cleanup.append(_stop_meter)
     app.on_cleanup.append(_close_providers)
     return app
+
+
+async def _start_meter(app: web.Application) -> None:
+    meter = app[STATE_KEY].meter
+    if meter is not None:
+        await meter.start()
+        if meter.open_mode:
+            log.warning("no API keys exist: serving clients on this machine only, without a key "
+                        "(create one with `manxue keys create --tenant NAME`)")
+
+
+async def _stop_meter(app: web.Application) -> None:
+    meter = app[STATE_KEY].meter
+    if meter is not None:
+        await meter.stop()
 
 
 async def _close_providers(app: web.Application) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from manxue.accounting.meter import Meter
 from manxue.gateway.router import Router
 from manxue.gateway.service import ChatService
 from manxue.metrics import Metrics
@@ -20,6 +21,7 @@ class AppState:
     router: Router
     chat: ChatService
     models_body: bytes = b""
+    meter: Meter | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 

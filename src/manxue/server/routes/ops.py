@@ -35,7 +35,14 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def models(request: web.Request) -> web.Response:
-    return web.Response(body=state_of(request).models_body, content_type="application/json")
+    st = state_of(request)
+    if st.meter is not None:
+        key = st.meter.authenticate(request.headers.get("Authorization"),
+                                    request.headers.get("x-api-key"), request.remote)
+        if key is not None and key.models is not None:
+            allowed = st.meter.allowed_models(key, st.router.models())
+            return web.Response(body=models_body(allowed), content_type="application/json")
+    return web.Response(body=st.models_body, content_type="application/json")
 
 
 async def model(request: web.Request) -> web.Response:

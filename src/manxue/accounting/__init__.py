@@ -1,0 +1,1 @@
+"""Keys, limits, balances, prices and the ledger: what turns tokens into an invoice."""

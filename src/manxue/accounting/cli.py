@@ -1,0 +1,240 @@
+"""`manxue keys`, `manxue usage`, `manxue invoice`: work on the database the server uses,
+whether or not the server is running."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from manxue.accounting import reports
+from manxue.accounting.keys import KeyStore
+from manxue.errors import ConfigError, ManxueError
+from manxue.settings import load_settings
+from manxue.store.db import open_engine
+
+keys_app = typer.Typer(help="Create, list, disable, rotate and top up API keys.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="MANXUE_CONFIG",
+                                                help="The server's TOML config (for database_url).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _store(config: Path | None) -> KeyStore:
+    try:
+        settings = load_settings(config)
+        return KeyStore(open_engine(settings.resolved_database_url()))
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: ManxueError) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc.message}")
+    return typer.Exit(1)
+
+
+def _emit_json(obj: Any) -> None:
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _money(value: str | None, label: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        err.print(f"[red]error:[/red] {label} must be a number, not {value!r}")
+        raise typer.Exit(2) from None
+
+
+def _when(value: str | None, label: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        err.print(f"[red]error:[/red] {label} must be an ISO 8601 date or time, e.g. 2026-11-01")
+        raise typer.Exit(2) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+@keys_app.command("create")
+def create(
+    tenant: Annotated[str, typer.Option(help="Customer the key belongs to (created if new).")],
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    balance: Annotated[str | None, typer.Option(help="Prepaid balance; omit for a postpaid key.")] = None,
+    currency: Annotated[str, typer.Option(help="Currency of the balance and prices.")] = "USD",
+    price_list: Annotated[str | None, typer.Option("--price-list", help="Price list id.")] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated models the key may use.")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    max_concurrency: Annotated[int | None, typer.Option("--max-concurrency")] = None,
+    privacy: Annotated[str | None, typer.Option(help="'local': only local deployments.")] = None,
+    expires: Annotated[str | None, typer.Option(help="Expiry, ISO 8601.")] = None,
+    daily_budget: Annotated[str | None, typer.Option("--daily-budget")] = None,
+    monthly_budget: Annotated[str | None, typer.Option("--monthly-budget")] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Create a key. Its secret is printed once and never stored."""
+    store = _store(config)
+    try:
+        rec, secret = store.create(
+            tenant, name=name, balance=_money(balance, "--balance"), currency=currency,
+            price_list=price_list, models=[m.strip() for m in models.split(",")] if models else None,
+            rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, privacy=privacy,
+            expires_at=_when(expires, "--expires"), daily_budget=_money(daily_budget, "--daily-budget"),
+            monthly_budget=_money(monthly_budget, "--monthly-budget"))
+    except ManxueError as exc:
+        raise _fail(exc) from None
+    data = {**rec.public(0), "key": secret}
+    if json:
+        _emit_json(data)
+        return
+    out.print(f"created key [bold]{rec.id}[/bold] for tenant [bold]{tenant}[/bold]")
+    out.print(f"secret (shown only now): [bold green]{secret}[/bold green]")
+
+
+@keys_app.command("list")
+def list_keys(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """List keys (prefix only), with limits, balance and spending."""
+    store = _store(config)
+    spent = store.spent()
+    rows = [r.public(spent.get(r.id, 0)) for r in store.all(tenant)]
+    if json:
+        _emit_json(rows)
+        return
+    t = Table("id", "prefix", "tenant", "status", "balance", "spent", "limits", "models")
+    for r in rows:
+        limits = " ".join(f"{k}={r[k]}" for k in ("rpm", "tpm", "max_concurrency") if r[k])
+        status = "disabled" if r["disabled"] else "active"
+        balance = f"{r['balance']} {r['currency']}" if r["balance"] is not None else "postpaid"
+        t.add_row(r["id"], r["prefix"] + "…", r["tenant"], status, balance,
+                  f"{r['spent']} {r['currency']}", limits or "-", ",".join(r["models"] or []) or "all")
+    out.print(t)
+
+
+def _change(ref: str, config: Path | None, json: bool, action: str, **kw: Any) -> None:
+    store = _store(config)
+    try:
+        if action == "disable":
+            rec, secret = store.set_disabled(ref, True), None
+        elif action == "enable":
+            rec, secret = store.set_disabled(ref, False), None
+        elif action == "rotate":
+            rec, secret = store.rotate(ref)
+        else:
+            rec, secret = store.topup(ref, kw["amount"], kw.get("note")), None
+    except ManxueError as exc:
+        raise _fail(exc) from None
+    data = rec.public(store.spent().get(rec.id, 0))
+    if secret:
+        data["key"] = secret
+    if json:
+        _emit_json(data)
+    elif secret:
+        out.print(f"new secret for {rec.id} (shown only now): [bold green]{secret}[/bold green]")
+    else:
+        balance = f", balance {data['balance']} {rec.currency}" if data["balance"] is not None else ""
+        out.print(f"{rec.id}: {'disabled' if rec.disabled else 'active'}{balance}")
+
+
+@keys_app.command("disable")
+def disable(ref: Annotated[str, typer.Argument(help="Key id or prefix.")], config: ConfigOpt = None,
+            json: JsonOpt = False) -> None:
+    """Disable a key (requests with it get 401 within seconds)."""
+    _change(ref, config, json, "disable")
+
+
+@keys_app.command("enable")
+def enable(ref: Annotated[str, typer.Argument(help="Key id or prefix.")], config: ConfigOpt = None,
+           json: JsonOpt = False) -> None:
+    """Enable a disabled key again."""
+    _change(ref, config, json, "enable")
+
+
+@keys_app.command("rotate")
+def rotate(ref: Annotated[str, typer.Argument(help="Key id or prefix.")], config: ConfigOpt = None,
+           json: JsonOpt = False) -> None:
+    """Give a key a new secret; the old secret stops working."""
+    _change(ref, config, json, "rotate")
+
+
+@keys_app.command("topup")
+def topup(ref: Annotated[str, typer.Argument(help="Key id or prefix.")],
+          amount: Annotated[str, typer.Argument(help="Amount in the key's currency.")],
+          note: Annotated[str | None, typer.Option(help="Why (kept with the credit).")] = None,
+          config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Add prepaid credit to a key."""
+    value = _money(amount, "amount")
+    assert value is not None
+    _change(ref, config, json, "topup", amount=value, note=note)
+
+
+def usage(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    key: Annotated[str | None, typer.Option(help="Only this key (id or prefix).")] = None,
+    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this time (ISO 8601).")] = None,
+    by: Annotated[str | None, typer.Option(
+        help="Totals by tenant, key, model, deployment or day instead of rows.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Ledger rows, or totals with cache-hit rate, revenue, upstream cost and margin."""
+    store = _store(config)
+    s, u = _when(since, "--since"), _when(until, "--until")
+    try:
+        data = (reports.summary(store.engine, by, tenant=tenant, key=key, since=s, until=u) if by
+                else reports.usage_rows(store.engine, tenant=tenant, key=key, since=s, until=u,
+                                        limit=limit))
+    except ManxueError as exc:
+        raise _fail(exc) from None
+    if json:
+        _emit_json(data)
+        return
+    if not data:
+        out.print("no usage recorded for this selection")
+        return
+    cols = ([by, "requests", "prompt_tokens", "cache_hit_rate", "completion_tokens", "revenue",
+             "upstream_cost", "margin", "currency"] if by else
+            ["at", "tenant", "model", "deployment", "status", "prompt_tokens", "cache_hit_tokens",
+             "completion_tokens", "cost", "currency"])
+    t = Table(*cols)
+    for row in data:
+        t.add_row(*[str(row.get(c, "")) for c in cols])
+    out.print(t)
+
+
+def invoice(
+    tenant: Annotated[str, typer.Option(help="The tenant to invoice.")],
+    month: Annotated[str, typer.Option(help="Month, e.g. 2026-11.")],
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write the CSV here.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """A CSV invoice for one tenant and month."""
+    store = _store(config)
+    try:
+        text = reports.invoice_csv(store.engine, tenant, month)
+    except ManxueError as exc:
+        raise _fail(exc) from None
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        out.print(f"wrote {output}")

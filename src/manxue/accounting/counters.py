@@ -1,0 +1,165 @@
+"""Live admission state per key: rate buckets, requests in flight, reservations, spending.
+
+One process keeps it in memory (`LocalCounters`); several gateway processes share it in Redis
+(`manxue.store.redis_counters.RedisCounters`) with the same rules:
+
+- RPM and TPM are token buckets holding a minute's worth, refilled continuously. A request
+  takes one RPM token at admission; its actual tokens are taken from the TPM bucket when it
+  settles (the bucket may go below zero; new requests wait until it is positive again).
+- Concurrency counts admitted requests not yet settled.
+- A prepaid key admits a request only if credits − spent − reserved ≥ the request's maximum
+  possible cost, which is then reserved until the request settles at its actual cost. Spending
+  therefore never exceeds credits while actual cost ≤ reserved cost (see docs/billing.md).
+- Daily and monthly budgets (UTC calendar) are checked the same way against what was spent
+  in the current period plus what is reserved.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+    credits_nano: int | None = None  # None: not prepaid, no balance check
+    daily_budget_nano: int | None = None
+    monthly_budget_nano: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: str  # rpm | tpm | concurrency | balance | daily_budget | monthly_budget
+    retry_after: float | None = None
+
+
+class Counters(Protocol):
+    async def admit(self, key_id: str, req_id: str, reserve_nano: int, limits: Limits,
+                    ttl: float) -> Refusal | None: ...
+
+    async def settle(self, key_id: str, req_id: str, cost_nano: int, tokens: int,
+                     limits: Limits) -> None: ...
+
+    async def load_spent(self, total: dict[str, int], day: dict[str, int],
+                         month: dict[str, int]) -> None: ...
+
+    async def spent(self, key_id: str) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+def period_keys(now: datetime) -> tuple[str, str]:
+    return now.strftime("%Y%m%d"), now.strftime("%Y%m")
+
+
+def seconds_to_period_end(now: datetime, monthly: bool) -> float:
+    if monthly:
+        nxt = (now.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0, second=0,
+                                                                 microsecond=0)
+    else:
+        nxt = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (nxt - now).total_seconds()
+
+
+@dataclass
+class _Bucket:
+    level: float
+    at: float
+
+    def refill(self, capacity: int, now: float) -> float:
+        self.level = min(float(capacity), self.level + (now - self.at) * capacity / 60.0)
+        self.at = now
+        return self.level
+
+
+@dataclass
+class _KeyState:
+    rpm: _Bucket | None = None
+    tpm: _Bucket | None = None
+    inflight: dict[str, int] = field(default_factory=dict)
+    spent: int = 0
+    day: tuple[str, int] = ("", 0)
+    month: tuple[str, int] = ("", 0)
+
+
+class LocalCounters:
+    """The in-process implementation; every call is O(1) and never waits."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, _KeyState] = {}
+
+    def _state(self, key_id: str) -> _KeyState:
+        st = self._keys.get(key_id)
+        if st is None:
+            st = self._keys[key_id] = _KeyState()
+        return st
+
+    async def admit(self, key_id: str, req_id: str, reserve_nano: int, limits: Limits,
+                    ttl: float) -> Refusal | None:
+        st = self._state(key_id)
+        mono = time.monotonic()
+        if limits.max_concurrency is not None and len(st.inflight) >= limits.max_concurrency:
+            return Refusal("concurrency", 1.0)
+        if limits.rpm is not None:
+            if st.rpm is None:
+                st.rpm = _Bucket(float(limits.rpm), mono)
+            if st.rpm.refill(limits.rpm, mono) < 1:
+                return Refusal("rpm", (1 - st.rpm.level) * 60.0 / limits.rpm)
+        if limits.tpm is not None:
+            if st.tpm is None:
+                st.tpm = _Bucket(float(limits.tpm), mono)
+            if st.tpm.refill(limits.tpm, mono) < 1:
+                return Refusal("tpm", (1 - st.tpm.level) * 60.0 / limits.tpm)
+        reserved = sum(st.inflight.values())
+        if limits.credits_nano is not None and \
+                limits.credits_nano - st.spent - reserved < reserve_nano:
+            return Refusal("balance")
+        now = datetime.now(UTC)
+        day, month = period_keys(now)
+        if limits.daily_budget_nano is not None:
+            spent_today = st.day[1] if st.day[0] == day else 0
+            if spent_today + reserved + reserve_nano > limits.daily_budget_nano:
+                return Refusal("daily_budget", seconds_to_period_end(now, False))
+        if limits.monthly_budget_nano is not None:
+            spent_month = st.month[1] if st.month[0] == month else 0
+            if spent_month + reserved + reserve_nano > limits.monthly_budget_nano:
+                return Refusal("monthly_budget", seconds_to_period_end(now, True))
+        if st.rpm is not None:
+            st.rpm.level -= 1
+        st.inflight[req_id] = reserve_nano
+        return None
+
+    async def settle(self, key_id: str, req_id: str, cost_nano: int, tokens: int,
+                     limits: Limits) -> None:
+        st = self._state(key_id)
+        st.inflight.pop(req_id, None)
+        st.spent += cost_nano
+        day, month = period_keys(datetime.now(UTC))
+        st.day = (day, (st.day[1] if st.day[0] == day else 0) + cost_nano)
+        st.month = (month, (st.month[1] if st.month[0] == month else 0) + cost_nano)
+        if limits.tpm is not None and tokens:
+            mono = time.monotonic()
+            if st.tpm is None:
+                st.tpm = _Bucket(float(limits.tpm), mono)
+            st.tpm.refill(limits.tpm, mono)
+            st.tpm.level -= tokens
+
+    async def load_spent(self, total: dict[str, int], day: dict[str, int],
+                         month: dict[str, int]) -> None:
+        d, m = period_keys(datetime.now(UTC))
+        for key_id, spent in total.items():
+            st = self._state(key_id)
+            st.spent = spent
+            st.day = (d, day.get(key_id, 0))
+            st.month = (m, month.get(key_id, 0))
+
+    async def spent(self, key_id: str) -> int:
+        return self._state(key_id).spent
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,221 @@
+"""Tenants and API keys in SQL. A key is shown once, at creation; only its hash is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+
+from manxue.accounting.money import from_nano, to_nano
+from manxue.errors import InvalidParameters, ModelNotFound
+from manxue.store.tables import api_keys, credits, ledger, tenants
+
+KEY_PREFIX = "sk-mx-"
+_SHOWN_PREFIX_LEN = 12
+
+
+def hash_key(plaintext: str) -> str:
+    """Keys carry 256 random bits, so one SHA-256 is enough to store them safely."""
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _id(kind: str) -> str:
+    return f"{kind}_{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A key as the hot path and the admin tools see it (never the secret)."""
+
+    id: str
+    tenant_id: str
+    tenant: str
+    name: str | None
+    prefix: str
+    key_hash: str
+    created_at: datetime
+    expires_at: datetime | None
+    disabled: bool
+    models: frozenset[str] | None
+    rpm: int | None
+    tpm: int | None
+    max_concurrency: int | None
+    privacy: str | None
+    price_list: str | None
+    currency: str
+    prepaid: bool
+    daily_budget_nano: int | None
+    monthly_budget_nano: int | None
+    credits_nano: int = 0
+
+    def public(self, spent_nano: int | None = None) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("key_hash")
+        d["models"] = sorted(self.models) if self.models is not None else None
+        for k in ("created_at", "expires_at"):
+            d[k] = d[k].isoformat() if d[k] else None
+        for k in ("daily_budget_nano", "monthly_budget_nano", "credits_nano"):
+            v = d.pop(k)
+            d[k.removesuffix("_nano")] = str(from_nano(v)) if v is not None else None
+        if spent_nano is not None:
+            d["spent"] = str(from_nano(spent_nano))
+            d["balance"] = str(from_nano(self.credits_nano - spent_nano)) if self.prepaid else None
+        return d
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)  # SQLite drops the zone; manxue writes UTC only
+    return dt
+
+
+def _record(row: Any, credit_sum: int) -> KeyRecord:
+    models = frozenset(m for m in row.models.split(",") if m) if row.models else None
+    return KeyRecord(
+        id=row.id, tenant_id=row.tenant_id, tenant=row.tenant_name, name=row.name,
+        prefix=row.prefix, key_hash=row.key_hash, created_at=_aware(row.created_at),  # type: ignore[arg-type]
+        expires_at=_aware(row.expires_at), disabled=bool(row.disabled), models=models,
+        rpm=row.rpm, tpm=row.tpm, max_concurrency=row.max_concurrency, privacy=row.privacy,
+        price_list=row.price_list, currency=row.currency, prepaid=bool(row.prepaid),
+        daily_budget_nano=row.daily_budget_nano, monthly_budget_nano=row.monthly_budget_nano,
+        credits_nano=credit_sum)
+
+
+class KeyStore:
+    """Create, list, change and top up keys. Synchronous: call from a thread when serving."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ---- tenants ------------------------------------------------------------------------------
+    def tenant_id(self, name: str, create: bool = True) -> str:
+        with self.engine.begin() as c:
+            found = c.execute(select(tenants.c.id).where(tenants.c.name == name)).scalar()
+            if found is not None:
+                return str(found)
+            if not create:
+                raise InvalidParameters(f"no tenant named {name!r}", param="tenant")
+            tid = _id("ten")
+            c.execute(insert(tenants).values(id=tid, name=name, created_at=_now()))
+            return tid
+
+    # ---- keys ---------------------------------------------------------------------------------
+    def create(self, tenant: str, *, name: str | None = None, balance: Decimal | None = None,
+               currency: str = "USD", price_list: str | None = None,
+               models: list[str] | None = None, rpm: int | None = None, tpm: int | None = None,
+               max_concurrency: int | None = None, privacy: str | None = None,
+               expires_at: datetime | None = None, daily_budget: Decimal | None = None,
+               monthly_budget: Decimal | None = None) -> tuple[KeyRecord, str]:
+        """Create a key; return its record and the secret (the only time it is available)."""
+        if privacy not in (None, "local"):
+            raise InvalidParameters("privacy must be 'local' or unset", param="privacy")
+        for label, value in (("rpm", rpm), ("tpm", tpm), ("max_concurrency", max_concurrency)):
+            if value is not None and value < 1:
+                raise InvalidParameters(f"{label} must be at least 1", param=label)
+        if balance is not None and balance < 0:
+            raise InvalidParameters("balance must not be negative", param="balance")
+        tid = self.tenant_id(tenant)
+        secret = new_secret()
+        kid = _id("key")
+        now = _now()
+        with self.engine.begin() as c:
+            c.execute(insert(api_keys).values(
+                id=kid, tenant_id=tid, name=name, prefix=secret[:_SHOWN_PREFIX_LEN],
+                key_hash=hash_key(secret), created_at=now, updated_at=now,
+                expires_at=expires_at, disabled=False,
+                models=",".join(models) if models else None, rpm=rpm, tpm=tpm,
+                max_concurrency=max_concurrency, privacy=privacy, price_list=price_list,
+                currency=currency.upper(), prepaid=balance is not None,
+                daily_budget_nano=to_nano(daily_budget) if daily_budget is not None else None,
+                monthly_budget_nano=to_nano(monthly_budget) if monthly_budget is not None else None,
+            ))
+            if balance:
+                c.execute(insert(credits).values(key_id=kid, amount_nano=to_nano(balance),
+                                                 currency=currency.upper(), at=now,
+                                                 note="opening balance"))
+        return self.get(kid), secret
+
+    def _select(self) -> Any:
+        credit_sum = (select(credits.c.key_id, func.sum(credits.c.amount_nano).label("total"))
+                      .group_by(credits.c.key_id).subquery())
+        return (select(api_keys, tenants.c.name.label("tenant_name"),
+                       func.coalesce(credit_sum.c.total, 0).label("credit_total"))
+                .join(tenants, tenants.c.id == api_keys.c.tenant_id)
+                .outerjoin(credit_sum, credit_sum.c.key_id == api_keys.c.id))
+
+    def all(self, tenant: str | None = None) -> list[KeyRecord]:
+        q = self._select().order_by(api_keys.c.created_at)
+        if tenant is not None:
+            q = q.where(tenants.c.name == tenant)
+        with self.engine.connect() as c:
+            return [_record(r, int(r.credit_total)) for r in c.execute(q)]
+
+    def get(self, ref: str) -> KeyRecord:
+        """A key by id, by shown prefix, or by its full secret."""
+        q = self._select().where(
+            (api_keys.c.id == ref) | (api_keys.c.prefix == ref) | (api_keys.c.key_hash == hash_key(ref)))
+        with self.engine.connect() as c:
+            rows = list(c.execute(q))
+        if not rows:
+            raise ModelNotFound(f"no API key {ref!r} (give its id or prefix; `manxue keys list` shows them)",
+                                code="key_not_found", param="key")
+        if len(rows) > 1:
+            raise InvalidParameters(f"{ref!r} matches several keys; give the key id", param="key")
+        return _record(rows[0], int(rows[0].credit_total))
+
+    def set_disabled(self, ref: str, disabled: bool = True) -> KeyRecord:
+        kid = self.get(ref).id
+        with self.engine.begin() as c:
+            c.execute(update(api_keys).where(api_keys.c.id == kid)
+                      .values(disabled=disabled, updated_at=_now()))
+        return self.get(kid)
+
+    def rotate(self, ref: str) -> tuple[KeyRecord, str]:
+        """A new secret for the same key (limits, balance and history stay); the old one stops."""
+        kid = self.get(ref).id
+        secret = new_secret()
+        with self.engine.begin() as c:
+            c.execute(update(api_keys).where(api_keys.c.id == kid).values(
+                key_hash=hash_key(secret), prefix=secret[:_SHOWN_PREFIX_LEN], updated_at=_now()))
+        return self.get(kid), secret
+
+    def topup(self, ref: str, amount: Decimal, note: str | None = None) -> KeyRecord:
+        if amount <= 0:
+            raise InvalidParameters("a top-up must be a positive amount", param="amount")
+        rec = self.get(ref)
+        now = _now()
+        with self.engine.begin() as c:
+            c.execute(insert(credits).values(key_id=rec.id, amount_nano=to_nano(amount),
+                                             currency=rec.currency, at=now, note=note))
+            c.execute(update(api_keys).where(api_keys.c.id == rec.id)
+                      .values(prepaid=True, updated_at=now))
+        return self.get(rec.id)
+
+    def spent(self) -> dict[str, int]:
+        """Settled spending per key, from the ledger."""
+        q = select(ledger.c.key_id, func.sum(ledger.c.cost_nano)).group_by(ledger.c.key_id)
+        with self.engine.connect() as c:
+            return {str(k): int(v or 0) for k, v in c.execute(q) if k is not None}
+
+    def spent_since(self, since: datetime) -> dict[str, int]:
+        q = (select(ledger.c.key_id, func.sum(ledger.c.cost_nano)).where(ledger.c.at >= since)
+             .group_by(ledger.c.key_id))
+        with self.engine.connect() as c:
+            return {str(k): int(v or 0) for k, v in c.execute(q) if k is not None}
+
+    def count(self) -> int:
+        with self.engine.connect() as c:
+            return int(c.execute(select(func.count()).select_from(api_keys)).scalar() or 0)

@@ -1,0 +1,92 @@
+"""Ledger rows: written to the journal at once, to SQL in batches by a background flusher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+
+from manxue.accounting.journal import Journal
+from manxue.store.tables import ledger
+
+log = logging.getLogger("manxue.ledger")
+
+
+def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> int:
+    """Insert rows, skipping request ids already present; return how many were new."""
+    if not rows:
+        return 0
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    clean = [_from_journal(r) for r in rows]
+    stmt = dialect.insert(ledger).on_conflict_do_nothing(index_elements=["request_id"])
+    with engine.begin() as c:
+        result = c.execute(stmt, clean)
+    return max(0, result.rowcount or 0)
+
+
+def _from_journal(row: dict[str, Any]) -> dict[str, Any]:
+    at = row["at"]
+    if isinstance(at, str):
+        row = {**row, "at": datetime.fromisoformat(at)}
+    return row
+
+
+class LedgerWriter:
+    """Owns the journal; `write` is called on the hot path, `run` flushes in the background."""
+
+    def __init__(self, engine: Engine, journal_dir: Path, interval: float, batch: int) -> None:
+        self.engine = engine
+        self.journal = Journal(journal_dir)
+        self.interval = interval
+        self.batch = batch
+        self._pending: list[dict[str, Any]] = []
+        self._wake = asyncio.Event()
+        self.flushed = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Durable once this returns (the row is in the journal file)."""
+        self.journal.append(row)
+        self._pending.append(row)
+        if len(self._pending) >= self.batch:
+            self._wake.set()
+
+    def replay(self) -> int:
+        """Move rows of segments left by earlier (or killed) processes into SQL."""
+        moved = 0
+        for path, rows in self.journal.orphans():
+            moved += insert_rows(self.engine, rows)
+            path.unlink(missing_ok=True)
+        if moved:
+            log.info("ledger: replayed %d rows from the journal", moved)
+        return moved
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        segments = self.journal.rotate()
+        try:
+            await asyncio.to_thread(insert_rows, self.engine, rows)
+        except Exception:
+            log.exception("ledger: flush of %d rows failed; they stay in the journal", len(rows))
+            self._pending[:0] = rows
+            return
+        self.journal.release(segments)
+        self.flushed += len(rows)
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            await self.flush()
+
+    async def close(self) -> None:
+        await self.flush()
+        self.journal.close()

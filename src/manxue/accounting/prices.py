@@ -1,0 +1,84 @@
+"""The price book the meter reads: built-in lists plus the operator's own, looked up fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from manxue.accounting.money import cost_nano
+from manxue.errors import ConfigError, ManxueError
+from manxue.pricing.lists import PriceList, price_at
+from manxue.protocol.usage import Usage
+from manxue.settings import DeploymentSettings, Settings
+
+_CACHE_LIMIT = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """Unit prices per million tokens, and the list they came from (kept in the ledger row)."""
+
+    list_id: str
+    currency: str
+    hit: Decimal
+    miss: Decimal
+    output: Decimal
+
+
+class PriceBook:
+    def __init__(self, lists: dict[str, PriceList], deployments: list[DeploymentSettings]) -> None:
+        self.lists = lists
+        self.deployments = {d.name: d for d in deployments}
+        self._cache: dict[tuple[str, str, int], Prices | None] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PriceBook:
+        from manxue.pricing.catalog import builtin_price_lists, load_price_lists
+
+        lists = dict(builtin_price_lists())
+        for path in settings.billing.price_lists:
+            try:
+                lists.update(load_price_lists(Path(path).expanduser()))
+            except ManxueError as exc:
+                raise ConfigError(f"{path}: {exc.message}") from None
+        book = cls(lists, settings.deployments)
+        for ref in [settings.billing.default_price_list] + [d.cost_price_list for d in settings.deployments]:
+            if ref is not None and ref not in lists:
+                raise ConfigError(f"unknown price list {ref!r}; `manxue prices` lists the ids")
+        return book
+
+    def lookup(self, list_id: str | None, model: str, when: datetime) -> Prices | None:
+        """Prices in force at `when` (minute resolution), or None when the list has none."""
+        if list_id is None:
+            return None
+        key = (list_id, model, int(when.timestamp()) // 60)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        found: Prices | None = None
+        pl = self.lists.get(list_id)
+        if pl is not None:
+            try:
+                u = price_at(pl, model, when)
+                found = Prices(list_id, u.currency, u.hit, u.miss, u.output)
+            except ManxueError:
+                found = None
+        if len(self._cache) > _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = found
+        return found
+
+    def upstream_cost(self, deployment: str, model: str, usage: Usage | None, when: datetime) -> int:
+        """What the upstream charges for this usage (0 when its cost side is not per token)."""
+        dep = self.deployments.get(deployment)
+        if dep is None or dep.cost_price_list is None or usage is None:
+            return 0
+        prices = self.lookup(dep.cost_price_list, dep.upstream_model or model, when) \
+            or self.lookup(dep.cost_price_list, model, when)
+        if prices is None:
+            return 0
+        return cost_nano(usage.cache_hit_tokens, usage.cache_miss_tokens, usage.completion_tokens,
+                         prices.hit, prices.miss, prices.output)

@@ -1,0 +1,172 @@
+"""Admin API for keys, usage and invoices (the same operations as `manxue keys|usage|invoice`).
+
+    GET  /admin/keys[?tenant=T]                 POST /admin/keys              (create)
+    POST /admin/keys/{ref}/disable|enable|rotate POST /admin/keys/{ref}/topup  {"amount": "10"}
+    GET  /admin/usage?tenant=&key=&since=&until=&by=&limit=
+    GET  /admin/invoice?tenant=T&month=2026-11  (text/csv)
+
+Every call needs `Authorization: Bearer <MANXUE_ADMIN_KEY>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from manxue.accounting import reports
+from manxue.accounting.meter import Meter
+from manxue.errors import InvalidParameters, InvalidRequest, ServiceUnavailable
+from manxue.server.routes.admin_deployments import check_admin
+from manxue.server.state import state_of
+
+_JSON = "application/json"
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/keys", list_keys)
+    app.router.add_post("/admin/keys", create_key)
+    app.router.add_post("/admin/keys/{ref}/{action}", change_key)
+    app.router.add_get("/admin/usage", usage)
+    app.router.add_get("/admin/invoice", invoice)
+
+
+def _meter(request: web.Request) -> Meter:
+    check_admin(request)
+    meter = state_of(request).meter
+    if meter is None:
+        raise ServiceUnavailable("metering is off on this gateway ([billing] enabled = false)",
+                                 code="metering_off")
+    return meter
+
+
+def _json(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(obj), content_type=_JSON)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        data = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object")
+    return data
+
+
+def _decimal(value: Any, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidParameters(f"{name} must be a number", param=name) from None
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidParameters(f"{name} must be ISO 8601", param=name) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    meter = _meter(request)
+    store = meter.store
+    recs, spent = await asyncio.to_thread(lambda: (store.all(request.query.get("tenant")), store.spent()))
+    return _json({"object": "list", "data": [r.public(spent.get(r.id, 0)) for r in recs]})
+
+
+_CREATE_FIELDS = {"tenant", "name", "balance", "currency", "price_list", "models", "rpm", "tpm",
+                  "max_concurrency", "privacy", "expires_at", "daily_budget", "monthly_budget"}
+
+
+async def create_key(request: web.Request) -> web.Response:
+    meter = _meter(request)
+    b = await _body(request)
+    unknown = set(b) - _CREATE_FIELDS
+    if unknown:
+        raise InvalidParameters(f"unknown fields: {', '.join(sorted(unknown))}")
+    tenant = b.get("tenant")
+    if not isinstance(tenant, str) or not tenant:
+        raise InvalidRequest("'tenant' is required", param="tenant")
+    models = b.get("models")
+    if isinstance(models, str):
+        models = [m.strip() for m in models.split(",") if m.strip()]
+    for f in ("rpm", "tpm", "max_concurrency"):
+        if b.get(f) is not None and not isinstance(b[f], int):
+            raise InvalidParameters(f"{f} must be an integer", param=f)
+
+    def create() -> Any:
+        return meter.store.create(
+            tenant, name=b.get("name"), balance=_decimal(b.get("balance"), "balance"),
+            currency=str(b.get("currency") or "USD"), price_list=b.get("price_list"), models=models,
+            rpm=b.get("rpm"), tpm=b.get("tpm"), max_concurrency=b.get("max_concurrency"),
+            privacy=b.get("privacy"), expires_at=_time(b.get("expires_at"), "expires_at"),
+            daily_budget=_decimal(b.get("daily_budget"), "daily_budget"),
+            monthly_budget=_decimal(b.get("monthly_budget"), "monthly_budget"))
+
+    rec, secret = await asyncio.to_thread(create)
+    await asyncio.to_thread(meter.keys.load)
+    return _json({**rec.public(0), "key": secret}, status=201)
+
+
+async def change_key(request: web.Request) -> web.Response:
+    meter = _meter(request)
+    ref, action = request.match_info["ref"], request.match_info["action"]
+    store = meter.store
+    secret = None
+    if action in ("disable", "enable"):
+        rec = await asyncio.to_thread(store.set_disabled, ref, action == "disable")
+    elif action == "rotate":
+        rec, secret = await asyncio.to_thread(store.rotate, ref)
+    elif action == "topup":
+        b = await _body(request)
+        amount = _decimal(b.get("amount"), "amount")
+        if amount is None:
+            raise InvalidRequest("'amount' is required", param="amount")
+        rec = await asyncio.to_thread(store.topup, ref, amount, b.get("note"))
+    else:
+        raise InvalidRequest(f"unknown action {action!r}: disable, enable, rotate or topup",
+                             code="not_found")
+    await asyncio.to_thread(meter.keys.load)
+    data = rec.public(await asyncio.to_thread(lambda: store.spent().get(rec.id, 0)))
+    if secret:
+        data["key"] = secret
+    return _json(data)
+
+
+async def usage(request: web.Request) -> web.Response:
+    meter = _meter(request)
+    q = request.query
+    since, until = _time(q.get("since"), "since"), _time(q.get("until"), "until")
+    limit = q.get("limit")
+    if limit is not None and not limit.isdigit():
+        raise InvalidParameters("limit must be a positive integer", param="limit")
+    engine = meter.store.engine
+    if q.get("by"):
+        data = await asyncio.to_thread(reports.summary, engine, q["by"], tenant=q.get("tenant"),
+                                       key=q.get("key"), since=since, until=until)
+    else:
+        data = await asyncio.to_thread(reports.usage_rows, engine, tenant=q.get("tenant"),
+                                       key=q.get("key"), since=since, until=until,
+                                       limit=int(limit) if limit else None)
+    return _json({"object": "list", "data": data})
+
+
+async def invoice(request: web.Request) -> web.Response:
+    meter = _meter(request)
+    tenant, month = request.query.get("tenant"), request.query.get("month")
+    if not tenant or not month:
+        raise InvalidRequest("give ?tenant=NAME&month=YYYY-MM")
+    text = await asyncio.to_thread(reports.invoice_csv, meter.store.engine, tenant, month)
+    return web.Response(text=text, content_type="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="invoice-{tenant}-{month}.csv"'})
