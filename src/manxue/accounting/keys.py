@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
 
-from manxue.accounting.money import from_nano, to_nano
+from manxue.accounting.money import text as money_text
+from manxue.accounting.money import to_nano
 from manxue.errors import InvalidParameters, ModelNotFound
 from manxue.store.tables import api_keys, credits, ledger, tenants
 
@@ -69,10 +70,10 @@ class KeyRecord:
             d[k] = d[k].isoformat() if d[k] else None
         for k in ("daily_budget_nano", "monthly_budget_nano", "credits_nano"):
             v = d.pop(k)
-            d[k.removesuffix("_nano")] = str(from_nano(v)) if v is not None else None
+            d[k.removesuffix("_nano")] = money_text(v) if v is not None else None
         if spent_nano is not None:
-            d["spent"] = str(from_nano(spent_nano))
-            d["balance"] = str(from_nano(self.credits_nano - spent_nano)) if self.prepaid else None
+            d["spent"] = money_text(spent_nano)
+            d["balance"] = money_text(self.credits_nano - spent_nano) if self.prepaid else None
         return d
 
 

@@ -47,6 +47,7 @@ class LedgerWriter:
         self.batch = batch
         self._pending: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()  # one flush at a time: segments are released in order
         self.flushed = 0
 
     def write(self, row: dict[str, Any]) -> None:
@@ -67,6 +68,10 @@ class LedgerWriter:
         return moved
 
     async def flush(self) -> None:
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not self._pending:
             return
         rows, self._pending = self._pending, []

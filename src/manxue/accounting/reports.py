@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Date, Engine, String, cast, func, select
 
 from manxue.accounting.money import from_nano
+from manxue.accounting.money import text as money_text
 from manxue.errors import InvalidParameters
 from manxue.store.tables import api_keys, ledger, tenants
 
@@ -51,10 +52,10 @@ def usage_rows(engine: Engine, *, tenant: str | None = None, key: str | None = N
     out = []
     with engine.connect() as c:
         for r in c.execute(q):
-            d = dict(r._mapping)
+            d = {str(k): v for k, v in r._mapping.items()}
             d["at"] = _aware(d["at"]).isoformat()
-            d["cost"] = str(from_nano(d.pop("cost_nano")))
-            d["upstream_cost"] = str(from_nano(d.pop("upstream_cost_nano")))
+            d["cost"] = money_text(d.pop("cost_nano"))
+            d["upstream_cost"] = money_text(d.pop("upstream_cost_nano"))
             out.append(d)
     return out
 
@@ -96,8 +97,8 @@ def summary(engine: Engine, by: str, *, tenant: str | None = None, key: str | No
                 "completion_tokens": int(r.completion_tokens or 0),
                 "reasoning_tokens": int(r.reasoning_tokens or 0),
                 "cache_hit_rate": round(int(r.cache_hit_tokens or 0) / prompt, 4) if prompt else 0.0,
-                "revenue": str(from_nano(revenue)), "upstream_cost": str(from_nano(upstream)),
-                "margin": str(from_nano(revenue - upstream)),
+                "revenue": money_text(revenue), "upstream_cost": money_text(upstream),
+                "margin": money_text(revenue - upstream),
                 "cost_profit_margin": (round((revenue - upstream) / upstream, 4) if upstream else None),
             })
     return out

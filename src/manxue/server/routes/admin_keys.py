@@ -152,6 +152,7 @@ async def usage(request: web.Request) -> web.Response:
     if limit is not None and not limit.isdigit():
         raise InvalidParameters("limit must be a positive integer", param="limit")
     engine = meter.store.engine
+    await meter.writer.flush()  # include everything settled so far
     if q.get("by"):
         data = await asyncio.to_thread(reports.summary, engine, q["by"], tenant=q.get("tenant"),
                                        key=q.get("key"), since=since, until=until)
@@ -167,6 +168,7 @@ async def invoice(request: web.Request) -> web.Response:
     tenant, month = request.query.get("tenant"), request.query.get("month")
     if not tenant or not month:
         raise InvalidRequest("give ?tenant=NAME&month=YYYY-MM")
+    await meter.writer.flush()
     text = await asyncio.to_thread(reports.invoice_csv, meter.store.engine, tenant, month)
     return web.Response(text=text, content_type="text/csv", headers={
         "Content-Disposition": f'attachment; filename="invoice-{tenant}-{month}.csv"'})
