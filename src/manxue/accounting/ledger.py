@@ -24,10 +24,10 @@ def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> int:
         return 0
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     clean = [_from_journal(r) for r in rows]
-    stmt = dialect.insert(ledger).on_conflict_do_nothing(index_elements=["request_id"])
+    stmt = (dialect.insert(ledger).on_conflict_do_nothing(index_elements=["request_id"])
+            .returning(ledger.c.request_id))
     with engine.begin() as c:
-        result = c.execute(stmt, clean)
-    return max(0, result.rowcount or 0)
+        return len(c.execute(stmt, clean).all())
 
 
 def _from_journal(row: dict[str, Any]) -> dict[str, Any]:

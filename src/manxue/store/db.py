@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def upgrade(engine: Engine) -> None:
     """Apply every migration not yet applied (numbered, add-only)."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:

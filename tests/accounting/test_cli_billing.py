@@ -1,0 +1,76 @@
+"""The CLI contract operators' scripts rely on: `manxue keys|usage|invoice` with --json."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from typer.testing import CliRunner
+
+from manxue.accounting.ledger import insert_rows
+from manxue.cli import app
+from manxue.settings import load_settings
+from manxue.store.db import open_engine
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    path = tmp_path / "manxue.toml"
+    path.write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    return str(path)
+
+
+def run(*args: str) -> str:
+    r = runner.invoke(app, list(args))
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+def test_keys_create_json_contract(cfg):
+    out = json.loads(run("keys", "create", "--tenant", "acme", "--balance", "10", "--currency", "USD",
+                         "--models", "a,b", "--rpm", "5", "--tpm", "1000", "--max-concurrency", "2",
+                         "--privacy", "local", "--json", "--config", cfg))
+    assert out["key"].startswith("sk-mx-") and out["id"].startswith("key_")
+    assert out["tenant"] == "acme" and out["balance"] == "10" and out["currency"] == "USD"
+    assert out["models"] == ["a", "b"] and out["rpm"] == 5 and out["tpm"] == 1000
+    assert out["max_concurrency"] == 2 and out["privacy"] == "local"
+    listed = json.loads(run("keys", "list", "--json", "--config", cfg))
+    assert listed[0]["id"] == out["id"] and "key" not in listed[0]
+    topped = json.loads(run("keys", "topup", out["id"], "2.5", "--json", "--config", cfg))
+    assert topped["balance"] == "12.5"
+    assert json.loads(run("keys", "disable", out["prefix"], "--json", "--config", cfg))["disabled"]
+    rotated = json.loads(run("keys", "rotate", out["id"], "--json", "--config", cfg))
+    assert rotated["key"] != out["key"]
+
+
+def test_usage_json_and_filters(cfg):
+    out = json.loads(run("keys", "create", "--tenant", "acme", "--json", "--config", cfg))
+    engine = open_engine(load_settings(cfg).resolved_database_url())
+    base = {"tenant_id": out["tenant_id"], "key_id": out["id"], "model": "m", "deployment": "d",
+            "stream": False, "status": "ok", "prompt_tokens": 10, "cache_hit_tokens": 4,
+            "cache_miss_tokens": 6, "completion_tokens": 3, "reasoning_tokens": 0,
+            "usage_source": "upstream", "price_list": "x", "currency": "USD", "price_hit": "1",
+            "price_miss": "2", "price_output": "3", "cost_nano": 25_000, "upstream_cost_nano": 5_000,
+            "latency_ms": 3, "ttft_ms": 1, "attempts": 1, "error": None}
+    insert_rows(engine, [
+        {**base, "request_id": "old", "at": datetime(2026, 10, 5, tzinfo=UTC).isoformat()},
+        {**base, "request_id": "new", "at": datetime(2026, 11, 5, tzinfo=UTC).isoformat()}])
+    rows = json.loads(run("usage", "--tenant", "acme", "--since", "2026-11-01", "--json", "--config", cfg))
+    assert [r["request_id"] for r in rows] == ["new"]
+    assert rows[0]["cost"] == "0.000025" and rows[0]["cache_hit_tokens"] == 4
+    [total] = json.loads(run("usage", "--by", "model", "--json", "--config", cfg))
+    assert total["requests"] == 2 and total["cache_hit_rate"] == 0.4 and total["margin"] == "0.00004"
+    csv_text = run("invoice", "--tenant", "acme", "--month", "2026-11", "--config", cfg)
+    assert "TOTAL" in csv_text and "0.000025" in csv_text
+
+
+def test_cli_errors_are_clear(cfg):
+    r = runner.invoke(app, ["keys", "topup", "key_nope", "5", "--config", cfg])
+    assert r.exit_code == 1 and "no API key" in r.output
+    r = runner.invoke(app, ["keys", "create", "--tenant", "a", "--balance", "lots", "--config", cfg])
+    assert r.exit_code == 2 and "must be a number" in r.output
+    r = runner.invoke(app, ["usage", "--since", "yesterday-ish", "--config", cfg])
+    assert r.exit_code == 2 and "ISO 8601" in r.output

@@ -1,0 +1,64 @@
+"""The same ledger, keys and reports on the machine's PostgreSQL (127.0.0.1:5432)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from manxue.accounting import reports
+from manxue.accounting.keys import KeyStore
+from manxue.accounting.ledger import insert_rows
+from manxue.testing.deepseek_emulator import Behavior
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    name = f"manxue_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is needed: {exc}")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_gateway_bills_into_postgres(make_billing, pg_url, upstream):
+    bill = make_billing(database_url=pg_url)
+    key = bill.create_key(tenant="pg-tenant", balance="2")
+    upstream.emu.default = Behavior(cache_hit_tokens=2)
+    for _ in range(3):
+        assert bill.chat(key["key"]).status_code == 200
+    rows = bill.rows(tenant="pg-tenant")
+    assert len(rows) == 3 and all(Decimal(r["cost"]) > 0 for r in rows)
+    [day] = bill.admin.get("/admin/usage", params={"by": "day", "tenant": "pg-tenant"}).json()["data"]
+    assert day["requests"] == 3 and day["day"] == datetime.now(UTC).strftime("%Y-%m-%d")
+    listed = [k for k in bill.admin.get("/admin/keys").json()["data"] if k["id"] == key["id"]][0]
+    assert Decimal(listed["balance"]) == Decimal(2) - sum(Decimal(r["cost"]) for r in rows)
+
+
+def test_replay_is_idempotent_on_postgres(pg_url):
+    from manxue.store.db import open_engine
+
+    engine = open_engine(pg_url)
+    store = KeyStore(engine)
+    rec, _ = store.create("replay-tenant")
+    row = {"request_id": f"req-{uuid.uuid4().hex}", "at": datetime.now(UTC).isoformat(),
+           "tenant_id": rec.tenant_id, "key_id": rec.id, "model": "m", "deployment": "d",
+           "stream": False, "status": "ok", "prompt_tokens": 5, "cache_hit_tokens": 0,
+           "cache_miss_tokens": 5, "completion_tokens": 2, "reasoning_tokens": 0,
+           "usage_source": "upstream", "price_list": None, "currency": None, "price_hit": None,
+           "price_miss": None, "price_output": None, "cost_nano": 123, "upstream_cost_nano": 0,
+           "latency_ms": 1, "ttft_ms": 1, "attempts": 1, "error": None}
+    assert insert_rows(engine, [row]) == 1
+    assert insert_rows(engine, [row, row]) == 0
+    got = reports.usage_rows(engine, tenant="replay-tenant")
+    assert len(got) == 1 and got[0]["cost"] == "0.000000123"

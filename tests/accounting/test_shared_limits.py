@@ -1,0 +1,85 @@
+"""Two gateway processes share one set of limits and balances through the machine's Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from decimal import Decimal
+
+import httpx
+import orjson
+import pytest
+import redis
+
+from manxue.accounting.money import cost_nano, from_nano
+from manxue.testing.deepseek_emulator import Behavior
+from tests.accounting.servers import cli, free_port, start_server, write_config
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def two_gateways(tmp_path, upstream):
+    try:
+        redis.Redis.from_url(REDIS).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis on 127.0.0.1:6379 is needed: {exc}")
+    ns = f"test-{uuid.uuid4().hex[:8]}"
+    cfg = write_config(tmp_path / "manxue.toml", upstream.url, data_dir=tmp_path / "data",
+                       extra=f'redis_url = "{REDIS}"')
+    env = {"MANXUE_REDIS_NAMESPACE": ns}
+    ports = [free_port(), free_port()]
+    procs = [start_server(cfg, p, env=env, log=tmp_path / f"gw{i}.log") for i, p in enumerate(ports)]
+    yield cfg, [f"http://127.0.0.1:{p}/v1/chat/completions" for p in ports]
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(15)
+    r = redis.Redis.from_url(REDIS)
+    for k in r.scan_iter(f"{ns}:*"):
+        r.delete(k)
+
+
+def _key(cfg, *args: str) -> str:
+    return json.loads(cli("keys", "create", "--tenant", "acme", "--json", "--config", str(cfg),
+                          *args).stdout)["key"]
+
+
+def test_one_rpm_limit_across_two_processes(two_gateways):
+    cfg, urls = two_gateways
+    key = _key(cfg, "--rpm", "10")
+    import time
+
+    time.sleep(0.5)  # both processes reload keys
+    codes = []
+    for i in range(20):
+        r = httpx.post(urls[i % 2], headers={"Authorization": f"Bearer {key}"},
+                       json={"model": "deepseek-chat", "messages": [{"role": "user", "content": "x"}]})
+        codes.append(r.status_code)
+    assert codes.count(200) == 10 and codes.count(429) == 10
+    assert 200 in codes[1::2] and 200 in codes[0::2]  # both processes served
+
+
+def test_one_balance_across_two_processes(two_gateways, upstream):
+    cfg, urls = two_gateways
+    messages = [{"role": "user", "content": "hello there"}]
+    reserve = cost_nano(0, len(orjson.dumps(messages)), 10, Decimal("0.07"), Decimal("0.27"),
+                        Decimal("1.10"))
+    key = _key(cfg, "--balance", str(from_nano(reserve * 6)))
+    upstream.emu.default = Behavior(first_byte_delay=1.0)
+    import time
+
+    time.sleep(0.5)
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as c:
+            rs = await asyncio.gather(*[
+                c.post(urls[i % 2], headers={"Authorization": f"Bearer {key}"},
+                       json={"model": "deepseek-chat", "messages": messages, "max_tokens": 10})
+                for i in range(40)])
+        return [r.status_code for r in rs]
+
+    codes = asyncio.run(burst())
+    assert codes.count(200) == 6 and codes.count(402) == 34
