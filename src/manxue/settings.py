@@ -116,6 +116,9 @@ class ModelSettings(_Strict):
     reasoning_budget: int = Field(0, ge=0, description="reasoning tokens beyond max_tokens (R1-era models)")
 
 
+_DEFAULT_MODEL_SETTINGS = ModelSettings()
+
+
 class BillingSettings(_Strict):
     enabled: bool = Field(True, description="keys, limits, balances and the ledger")
     price_lists: list[str] = Field([], description="TOML files with the operator's own price lists")
@@ -145,7 +148,7 @@ class Settings(_Strict):
         return f"sqlite:///{self.resolved_data_dir() / 'manxue.db'}"
 
     def model_settings(self, model: str) -> ModelSettings:
-        return self.models.get(model) or ModelSettings()
+        return self.models.get(model) or _DEFAULT_MODEL_SETTINGS
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

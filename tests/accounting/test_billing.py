@@ -130,7 +130,8 @@ def test_insufficient_balance_is_402(billing):
 
 def test_no_overspend_under_200_concurrent_requests(billing, upstream):
     messages = [{"role": "user", "content": "hello there"}]
-    reserve = cost_nano(0, len(orjson.dumps(messages)), 10, *V3)
+    body = orjson.dumps({"model": "deepseek-chat", "messages": messages, "max_tokens": 10})
+    reserve = cost_nano(0, len(body), 10, *V3)  # the body's bytes bound the prompt's tokens
     balance = from_nano(reserve * 10)
     key = billing.create_key(balance=str(balance))["key"]
     upstream.emu.default = Behavior(first_byte_delay=1.0)
@@ -138,9 +139,8 @@ def test_no_overspend_under_200_concurrent_requests(billing, upstream):
     async def burst() -> list[int]:
         async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=250)) as c:
             rs = await asyncio.gather(*[
-                c.post(billing.gw.url + "/v1/chat/completions",
-                       headers={"Authorization": f"Bearer {key}"},
-                       json={"model": "deepseek-chat", "messages": messages, "max_tokens": 10})
+                c.post(billing.gw.url + "/v1/chat/completions", content=body,
+                       headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
                 for _ in range(200)])
         return [r.status_code for r in rs]
 

@@ -65,8 +65,8 @@ def test_one_rpm_limit_across_two_processes(two_gateways):
 def test_one_balance_across_two_processes(two_gateways, upstream):
     cfg, urls = two_gateways
     messages = [{"role": "user", "content": "hello there"}]
-    reserve = cost_nano(0, len(orjson.dumps(messages)), 10, Decimal("0.07"), Decimal("0.27"),
-                        Decimal("1.10"))
+    body = orjson.dumps({"model": "deepseek-chat", "messages": messages, "max_tokens": 10})
+    reserve = cost_nano(0, len(body), 10, Decimal("0.07"), Decimal("0.27"), Decimal("1.10"))
     key = _key(cfg, "--balance", str(from_nano(reserve * 6)))
     upstream.emu.default = Behavior(first_byte_delay=1.0)
     import time
@@ -76,8 +76,8 @@ def test_one_balance_across_two_processes(two_gateways, upstream):
     async def burst() -> list[int]:
         async with httpx.AsyncClient(timeout=30) as c:
             rs = await asyncio.gather(*[
-                c.post(urls[i % 2], headers={"Authorization": f"Bearer {key}"},
-                       json={"model": "deepseek-chat", "messages": messages, "max_tokens": 10})
+                c.post(urls[i % 2], content=body,
+                       headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
                 for i in range(40)])
         return [r.status_code for r in rs]
 

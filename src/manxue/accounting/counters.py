@@ -53,8 +53,16 @@ class Counters(Protocol):
     async def close(self) -> None: ...
 
 
+_period_cache: tuple[int, tuple[str, str]] = (-1, ("", ""))
+
+
 def period_keys(now: datetime) -> tuple[str, str]:
-    return now.strftime("%Y%m%d"), now.strftime("%Y%m")
+    """The UTC day and month of `now` as "YYYYMMDD", "YYYYMM" (cached per second)."""
+    global _period_cache
+    second = int(now.timestamp())
+    if _period_cache[0] != second:
+        _period_cache = (second, (now.strftime("%Y%m%d"), now.strftime("%Y%m")))
+    return _period_cache[1]
 
 
 def seconds_to_period_end(now: datetime, monthly: bool) -> float:
@@ -136,6 +144,11 @@ class LocalCounters:
 
     async def settle(self, key_id: str, req_id: str, cost_nano: int, tokens: int,
                      limits: Limits) -> None:
+        self.settle_now(key_id, req_id, cost_nano, tokens, limits)
+
+    def settle_now(self, key_id: str, req_id: str, cost_nano: int, tokens: int,
+                   limits: Limits) -> None:
+        """`settle` without a coroutine: nothing here waits."""
         st = self._state(key_id)
         st.inflight.pop(req_id, None)
         st.spent += cost_nano

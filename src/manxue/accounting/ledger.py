@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,30 @@ from manxue.store.tables import ledger
 log = logging.getLogger("manxue.ledger")
 
 
-def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> int:
-    """Insert rows, skipping request ids already present; return how many were new."""
+_COLUMNS = [c.name for c in ledger.columns]
+
+
+def insert_rows(engine: Engine, rows: list[dict[str, Any]], *, count: bool = True) -> int:
+    """Insert rows, skipping request ids already present; return how many were new.
+
+    With `count=False` (the flusher's fast path) the rows go in as one driver-level
+    executemany and the return value is only the number of rows sent.
+    """
     if not rows:
         return 0
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     clean = [_from_journal(r) for r in rows]
+    if not count:
+        is_sqlite = engine.dialect.name == "sqlite"
+        if is_sqlite:  # stored as SQLAlchemy's SQLite DateTime stores it: naive UTC text
+            clean = [{**r, "at": r["at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")} for r in clean]
+        marks = ", ".join(["?" if is_sqlite else "%s"] * len(_COLUMNS))
+        sql = (f"INSERT INTO ledger ({', '.join(_COLUMNS)}) VALUES ({marks}) "
+               "ON CONFLICT (request_id) DO NOTHING")
+        params = [tuple(r.get(c) for c in _COLUMNS) for r in clean]
+        with engine.begin() as c:
+            c.exec_driver_sql(sql, params)
+        return len(rows)
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     stmt = (dialect.insert(ledger).on_conflict_do_nothing(index_elements=["request_id"])
             .returning(ledger.c.request_id))
     with engine.begin() as c:
@@ -77,7 +95,7 @@ class LedgerWriter:
         rows, self._pending = self._pending, []
         segments = self.journal.rotate()
         try:
-            await asyncio.to_thread(insert_rows, self.engine, rows)
+            await asyncio.to_thread(insert_rows, self.engine, rows, count=False)
         except Exception:
             log.exception("ledger: flush of %d rows failed; they stay in the journal", len(rows))
             self._pending[:0] = rows

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from manxue.accounting.counters import Counters, Limits, Refusal
 from manxue.accounting.keys import KeyRecord, KeyStore
 from manxue.accounting.ledger import LedgerWriter
@@ -100,6 +98,7 @@ class Meter:
         self.prices = prices
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: set[asyncio.Task[None]] = set()
+        self._limit_cache: dict[str, tuple[KeyRecord, Limits]] = {}
 
     # ---- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -164,7 +163,7 @@ class Meter:
         return [m for m in models if m in key.models]
 
     async def admit(self, key: KeyRecord | None, req: ChatRequest, raw: dict[str, Any],
-                    request_id: str) -> Ticket:
+                    request_id: str, body_bytes: int) -> Ticket:
         now = datetime.now(UTC)
         if key is None:
             return Ticket(None, Limits(), 0, self._prices(None, req.model, now), raw, now)
@@ -176,11 +175,8 @@ class Meter:
             raise PermissionDenied(
                 f"model '{req.model}' has no price for this key's price list; ask your provider",
                 code="model_not_priced", param="model")
-        limits = Limits(rpm=key.rpm, tpm=key.tpm, max_concurrency=key.max_concurrency,
-                        credits_nano=key.credits_nano if key.prepaid else None,
-                        daily_budget_nano=key.daily_budget_nano,
-                        monthly_budget_nano=key.monthly_budget_nano)
-        reserve = self._worst_case(req, raw, prices) if prices is not None else 0
+        limits = self._limits(key)
+        reserve = self._worst_case(req, body_bytes, prices) if prices is not None else 0
         refusal = await self.counters.admit(key.id, request_id, reserve, limits,
                                             ttl=self._reservation_ttl())
         if refusal is not None:
@@ -195,9 +191,21 @@ class Meter:
         list_id = (key.price_list if key else None) or self.settings.billing.default_price_list
         return self.prices.lookup(list_id, model, when)
 
-    def _worst_case(self, req: ChatRequest, raw: dict[str, Any], prices: Prices) -> int:
-        """The most this request can cost: a BPE token is at least one byte of the prompt."""
-        prompt_bound = len(orjson.dumps(raw.get("messages")))
+    def _limits(self, key: KeyRecord) -> Limits:
+        cached = self._limit_cache.get(key.id)
+        if cached is not None and cached[0] is key:
+            return cached[1]
+        limits = Limits(rpm=key.rpm, tpm=key.tpm, max_concurrency=key.max_concurrency,
+                        credits_nano=key.credits_nano if key.prepaid else None,
+                        daily_budget_nano=key.daily_budget_nano,
+                        monthly_budget_nano=key.monthly_budget_nano)
+        self._limit_cache[key.id] = (key, limits)
+        return limits
+
+    def _worst_case(self, req: ChatRequest, body_bytes: int, prices: Prices) -> int:
+        """The most this request can cost: a BPE token is at least one byte of the request
+        body, so the body's size bounds the prompt (the chat template's own tokens aside)."""
+        prompt_bound = body_bytes
         ms = self.settings.model_settings(req.model)
         out = req.max_completion_tokens or req.max_tokens or ms.max_output_tokens
         out += ms.reasoning_budget
@@ -256,12 +264,17 @@ class Meter:
             "error": outcome.extra.get("error"),
         }
         self.writer.write(row)
-        if key is not None:
-            task = asyncio.get_running_loop().create_task(self.counters.settle(
-                key.id, outcome.ctx.request_id, cost, u.prompt_tokens + u.completion_tokens,
-                ticket.limits))
-            self._settling.add(task)
-            task.add_done_callback(self._settling.discard)
+        if key is None:
+            return
+        tokens = u.prompt_tokens + u.completion_tokens
+        settle_now = getattr(self.counters, "settle_now", None)
+        if settle_now is not None:
+            settle_now(key.id, outcome.ctx.request_id, cost, tokens, ticket.limits)
+            return
+        task = asyncio.get_running_loop().create_task(self.counters.settle(
+            key.id, outcome.ctx.request_id, cost, tokens, ticket.limits))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     def _usage(self, outcome: Outcome, ticket: Ticket) -> tuple[Usage | None, str]:
         if outcome.usage is not None:

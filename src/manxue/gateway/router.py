@@ -106,6 +106,14 @@ class Router:
         now = time.monotonic()
         return any(d.breaker.available_in(now) == 0 for d in self.deployments)
 
+    def check(self, model: str, local_only: bool = False) -> None:
+        """Raise the 4xx/503 that `candidates` would, without ordering anything."""
+        groups = self._groups.get(model)
+        if groups is not None and (not local_only or any(
+                d.settings.is_local for g in groups for d in g)):
+            return
+        self.candidates(model, local_only)
+
     def candidates(self, model: str, local_only: bool = False) -> list[Deployment]:
         groups = self._groups.get(model)
         if groups is None:

@@ -19,15 +19,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
     key = st.meter.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"),
                                 request.remote) if st.meter else None
-    req, raw = parse_chat_request(await request.read())
+    body = await request.read()
+    req, raw = parse_chat_request(body)
     ctx = RequestContext(
         request_id=request[REQUEST_ID], model=req.model, stream=req.stream,
         local_only=request.headers.get(PRIVACY_HEADER, "").lower() == "local"
         or (key is not None and key.privacy == "local"),
     )
     if st.meter is not None:
-        st.router.candidates(req.model, ctx.local_only)  # unknown model or policy: 4xx before admission
-        ctx.ticket = await st.meter.admit(key, req, raw, ctx.request_id)
+        st.router.check(req.model, ctx.local_only)  # unknown model or policy: 4xx before admission
+        ctx.ticket = await st.meter.admit(key, req, raw, ctx.request_id, len(body))
     if not req.stream:
         body = await st.chat.complete(req, raw, ctx)
         return web.Response(body=body, content_type="application/json")
