@@ -5,12 +5,10 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Date, Engine, String, cast, func, select
 
-from manxue.accounting.money import from_nano
 from manxue.accounting.money import text as money_text
 from manxue.errors import InvalidParameters
 from manxue.store.tables import api_keys, ledger, tenants
@@ -135,14 +133,15 @@ def invoice_csv(engine: Engine, tenant: str, month: str) -> str:
     w.writerow(["tenant", "month", "key", "model", "requests", "input_cache_hit_tokens",
                 "input_cache_miss_tokens", "output_tokens", "of_which_reasoning_tokens",
                 "amount", "currency"])
-    totals: dict[str, Decimal] = {}
+    totals: dict[str, int] = {}
     with engine.connect() as c:
         for r in c.execute(q):
-            amount = from_nano(int(r.cost_nano or 0))
+            amount = int(r.cost_nano or 0)
             cur = r.currency or ""
-            totals[cur] = totals.get(cur, Decimal(0)) + amount
+            totals[cur] = totals.get(cur, 0) + amount
             w.writerow([tenant, month, r.prefix or "", r.model, int(r.requests), int(r.hit or 0),
-                        int(r.miss or 0), int(r.out or 0), int(r.reasoning or 0), f"{amount:f}", cur])
+                        int(r.miss or 0), int(r.out or 0), int(r.reasoning or 0),
+                        money_text(amount), cur])
     for cur, total in sorted(totals.items()):
-        w.writerow([tenant, month, "TOTAL", "", "", "", "", "", "", f"{total:f}", cur])
+        w.writerow([tenant, month, "TOTAL", "", "", "", "", "", "", money_text(total), cur])
     return buf.getvalue()
