@@ -190,7 +190,8 @@ def test_reports_and_invoice(billing, upstream):
     upstream.emu.default = Behavior(cache_hit_tokens=3)
     for k in (k1, k1, k2):
         assert billing.chat(k).status_code == 200
-    by_tenant = {r["tenant"]: r for r in billing.admin.get("/admin/usage", params={"by": "tenant"}).json()["data"]}
+    summary = billing.admin.get("/admin/usage", params={"by": "tenant"}).json()["data"]
+    by_tenant = {r["tenant"]: r for r in summary}
     assert by_tenant["acme"]["requests"] == 2 and by_tenant["beta"]["requests"] == 1
     assert by_tenant["acme"]["cache_hit_rate"] == 0.5  # 3 of 6 prompt tokens
     [day] = billing.admin.get("/admin/usage", params={"by": "day"}).json()["data"]
@@ -201,3 +202,18 @@ def test_reports_and_invoice(billing, upstream):
     lines = list(csv.reader(io.StringIO(r.text)))
     assert lines[0][0] == "tenant" and lines[1][4] == "2"
     assert lines[-1][2] == "TOTAL" and Decimal(lines[-1][9]) == Decimal(by_tenant["acme"]["revenue"])
+
+
+def test_daily_budget(billing):
+    key = billing.create_key(daily_budget="0.00005")
+    codes = [billing.chat(key["key"], max_tokens=5).status_code for _ in range(20)]
+    served = codes.count(200)
+    assert served >= 2 and codes[served:] == [429] * (20 - served)
+    r = billing.chat(key["key"], max_tokens=5)
+    assert r.json()["error"]["code"] == "budget_exceeded" and int(r.headers["Retry-After"]) > 0
+    assert sum(Decimal(row["cost"]) for row in billing.rows()) <= Decimal("0.00005")
+
+
+def test_unknown_price_list_is_refused_at_creation(billing):
+    r = billing.admin.post("/admin/keys", json={"tenant": "a", "price_list": "no-such-list"})
+    assert r.status_code == 422

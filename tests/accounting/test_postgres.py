@@ -41,7 +41,7 @@ def test_gateway_bills_into_postgres(make_billing, pg_url, upstream):
     assert len(rows) == 3 and all(Decimal(r["cost"]) > 0 for r in rows)
     [day] = bill.admin.get("/admin/usage", params={"by": "day", "tenant": "pg-tenant"}).json()["data"]
     assert day["requests"] == 3 and day["day"] == datetime.now(UTC).strftime("%Y-%m-%d")
-    listed = [k for k in bill.admin.get("/admin/keys").json()["data"] if k["id"] == key["id"]][0]
+    listed = next(k for k in bill.admin.get("/admin/keys").json()["data"] if k["id"] == key["id"])
     assert Decimal(listed["balance"]) == Decimal(2) - sum(Decimal(r["cost"]) for r in rows)
 
 

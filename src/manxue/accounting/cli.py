@@ -38,6 +38,19 @@ def _store(config: Path | None) -> KeyStore:
         raise typer.Exit(2) from None
 
 
+def _check_price_list(config: Path | None, list_id: str) -> None:
+    from manxue.accounting.prices import PriceBook
+
+    try:
+        lists = PriceBook.from_settings(load_settings(config)).lists
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if list_id not in lists:
+        err.print(f"[red]error:[/red] unknown price list {list_id!r}; known: {', '.join(sorted(lists))}")
+        raise typer.Exit(2)
+
+
 def _fail(exc: ManxueError) -> typer.Exit:
     err.print(f"[red]error:[/red] {exc.message}")
     return typer.Exit(1)
@@ -88,6 +101,8 @@ def create(
 ) -> None:
     """Create a key. Its secret is printed once and never stored."""
     store = _store(config)
+    if price_list is not None:
+        _check_price_list(config, price_list)
     try:
         rec, secret = store.create(
             tenant, name=name, balance=_money(balance, "--balance"), currency=currency,

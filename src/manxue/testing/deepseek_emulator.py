@@ -193,7 +193,8 @@ class DeepSeekEmulator:
                 await asyncio.sleep(b.chunk_delay)
             await resp.write(chunk({"content": piece}))
         reasoning_tokens = len(b.reasoning.split()) if b.reasoning is not None else 0
-        usage = self._usage(body, b, len(text.split()) + reasoning_tokens, reasoning_tokens) if b.usage else None
+        completion = len(text.split()) + reasoning_tokens
+        usage = self._usage(body, b, completion, reasoning_tokens) if b.usage else None
         opts = body.get("stream_options") or {}
         await resp.write(chunk({}, "stop"))
         if usage is not None and opts.get("include_usage"):

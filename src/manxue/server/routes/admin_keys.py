@@ -104,6 +104,8 @@ async def create_key(request: web.Request) -> web.Response:
     for f in ("rpm", "tpm", "max_concurrency"):
         if b.get(f) is not None and not isinstance(b[f], int):
             raise InvalidParameters(f"{f} must be an integer", param=f)
+    if b.get("price_list") is not None and b["price_list"] not in meter.prices.lists:
+        raise InvalidParameters(f"unknown price list {b['price_list']!r}", param="price_list")
 
     def create() -> Any:
         return meter.store.create(

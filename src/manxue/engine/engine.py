@@ -1,0 +1,183 @@
+"""The embedded inference engine: a GGUF model served in-process with continuous batching.
+
+    engine = acquire_engine(path, options)        # one shared engine per model file
+    request = engine.prepare(body)                # chat body -> tokens + sampling (4xx on bad input)
+    handle = engine.submit(request)               # 429 when the wait queue is full
+    events = await handle.next()                  # Delta ..., then Finished | Failed
+    handle.cancel()                               # client gone: frees the sequence promptly
+    release_engine(engine)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+import numpy as np
+
+from manxue.engine.chat_template import ChatTemplate
+from manxue.engine.handles import GenerationRequest, Handle
+from manxue.engine.llama_context import DecodeContext
+from manxue.engine.model_file import ModelFile, ModelInfo
+from manxue.engine.options import EngineOptions, OptionValue
+from manxue.engine.prefix_cache import PrefixCache
+from manxue.engine.reasoning import OPEN_TAG
+from manxue.engine.sampling import SamplingParams
+from manxue.engine.scheduler import Scheduler
+from manxue.errors import InvalidParameters, InvalidRequest
+
+log = logging.getLogger("manxue.engine")
+
+_MB = 1024 * 1024
+
+
+class Engine:
+    def __init__(self, path: str | Path, options: EngineOptions | None = None) -> None:
+        self.options = opts = options or EngineOptions()
+        self.model = ModelFile(path, n_gpu_layers=opts.n_gpu_layers)
+        try:
+            info = self.model.info
+            self.template = ChatTemplate.resolve(opts.chat_template, info.chat_template,
+                                                 bos_token=info.bos_token, eos_token=info.eos_token)
+            limits = [opts.n_ctx, info.context_length or opts.n_ctx]
+            if opts.ctx_per_seq:
+                limits.append(opts.ctx_per_seq)
+            self.ctx_limit = min(limits)
+            self.ctx = DecodeContext(self.model, opts)
+        except BaseException:
+            self.model.close()
+            raise
+        self.cache: PrefixCache | None = None
+        if opts.prefix_cache:
+            directory = None
+            if opts.prefix_cache_dir:
+                directory = Path(opts.prefix_cache_dir).expanduser() / self.fingerprint()
+            self.cache = PrefixCache(ram_bytes=opts.prefix_cache_mb * _MB,
+                                     min_tokens=opts.prefix_cache_min_tokens, directory=directory,
+                                     disk_bytes=opts.prefix_cache_disk_mb * _MB)
+        self.scheduler = Scheduler(self.model, self.ctx, n_parallel=opts.n_parallel,
+                                   prefill_chunk=opts.prefill_chunk, max_queue=opts.max_queue,
+                                   ctx_limit=self.ctx_limit, cache=self.cache)
+        self._closed = False
+        self.scheduler.start()
+        log.info("local engine: %s (%s, %s) ctx %d/seq, %d parallel, %d threads",
+                 self.model.path.name, info.quantization, info.architecture, self.ctx_limit,
+                 opts.n_parallel, opts.threads)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.model.info
+
+    def fingerprint(self) -> str:
+        """Names saved prefix states: same file, same llama.cpp, same KV layout."""
+        st = self.model.path.stat()
+        parts = [str(self.model.path.resolve()), str(st.st_size), str(st.st_mtime_ns),
+                 str(getattr(llama_cpp, "__version__", "")), f"fa={self.options.flash_attn}"]
+        digest = hashlib.blake2b("|".join(parts).encode(), digest_size=8).hexdigest()
+        return f"{self.model.path.stem}-{digest}"
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def render(self, messages: list[Any]) -> str:
+        return self.template.render(messages, add_generation_prompt=True)
+
+    def tokenize_prompt(self, text: str) -> list[int]:
+        info = self.info
+        add_bos = info.add_bos and not (info.bos_token and text.startswith(info.bos_token))
+        return self.model.tokenize(text, add_bos=add_bos, special=True)
+
+    def prepare(self, body: dict[str, Any]) -> GenerationRequest:
+        """Check a chat-completion body and turn it into tokens and sampling parameters."""
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise InvalidRequest("'messages' must be a non-empty list", param="messages")
+        if body.get("tools") and body.get("tool_choice") != "none":
+            raise InvalidParameters("the local engine does not call tools", param="tools")
+        fmt = body.get("response_format")
+        if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
+            raise InvalidParameters("the local engine answers in plain text only",
+                                    param="response_format")
+        params = SamplingParams.from_body(body, self.model.n_vocab)
+        text = self.render(messages)
+        tokens = self.tokenize_prompt(text)
+        if not tokens:
+            raise InvalidRequest("the prompt is empty", param="messages")
+        if len(tokens) >= self.ctx_limit:
+            raise InvalidRequest(
+                f"the prompt is {len(tokens)} tokens; this model's context holds {self.ctx_limit} "
+                "(prompt and answer together): shorten the messages",
+                param="messages", code="context_length_exceeded")
+        room = self.ctx_limit - len(tokens)
+        max_new = min(params.max_tokens or room, room)
+        return GenerationRequest(
+            prompt=np.array(tokens, dtype=np.int32), params=params, max_new_tokens=max_new,
+            reasoning=self.options.reasoning == "auto",
+            starts_in_reasoning=text.rstrip().endswith(OPEN_TAG),
+        )
+
+    def submit(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop | None = None
+               ) -> Handle:
+        """Queue a request (UpstreamError 429 when the wait queue is full)."""
+        handle = Handle(request, loop or asyncio.get_running_loop())
+        self.scheduler.submit(handle)
+        return handle
+
+    def stats(self) -> dict[str, Any]:
+        return self.scheduler.snapshot()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.scheduler.stop()
+        if self.cache is not None:
+            self.cache.close()
+        self.ctx.close()
+        self.model.close()
+
+
+# -- one shared engine per model file --------------------------------------------------------
+
+_engines: dict[str, tuple[Engine, int]] = {}
+_engines_lock = threading.Lock()
+
+
+def acquire_engine(path: str | Path, options: dict[str, OptionValue] | EngineOptions | None = None,
+                   *, where: str = "options") -> Engine:
+    """The process's engine for this file, created on first use (later options are ignored)."""
+    opts = options if isinstance(options, EngineOptions) else EngineOptions.from_mapping(
+        dict(options or {}), where)
+    key = str(Path(path).expanduser().resolve())
+    with _engines_lock:
+        found = _engines.get(key)
+        if found is not None:
+            engine, refs = found
+            if engine.options != opts:
+                log.warning("local engine for %s is shared; its first deployment's options apply",
+                            key)
+            _engines[key] = (engine, refs + 1)
+            return engine
+        engine = Engine(key, opts)
+        _engines[key] = (engine, 1)
+        return engine
+
+
+def release_engine(engine: Engine) -> None:
+    """Drop one reference; the last one closes the engine."""
+    key = str(engine.model.path.resolve())
+    with _engines_lock:
+        found = _engines.get(key)
+        if found is None or found[0] is not engine:
+            engine.close()
+            return
+        refs = found[1] - 1
+        if refs > 0:
+            _engines[key] = (engine, refs)
+            return
+        del _engines[key]
+    engine.close()

@@ -1,0 +1,590 @@
+"""Continuous batching on one background thread.
+
+Each step is ONE llama_decode call that advances every running sequence by one token and
+feeds up to `prefill_chunk` prompt tokens (shared, oldest first) of sequences still reading
+their prompt, so a long prompt never stalls the others. New requests join between steps;
+finished and cancelled ones leave between steps and free their sequence slot at once.
+
+A new request first looks for the longest shared prefix: among running sequences (the unified
+KV cache shares those cells, llama_memory_seq_cp) and among saved prefixes (prefix_cache.py,
+restored with llama_state_seq_set_data). At least the last prompt token is always decoded
+again, since llama.cpp only returns logits for tokens of the current batch.
+
+If the KV cache runs out of cells, the newest sequence is swapped out (its state saved as a
+prefix), put back at the head of the queue and resumed later from that saved state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from manxue.engine.handles import Delta, Failed, Finished, GenerationRequest, Handle
+from manxue.engine.llama_context import DECODE_NO_KV_SLOT, DECODE_OK, DecodeContext
+from manxue.engine.model_file import ModelFile
+from manxue.engine.prefix_cache import PrefixCache, common_prefix
+from manxue.engine.reasoning import ReasoningSplitter
+from manxue.engine.sampling import SequenceSampler, TokenLogprob, sample_batch
+from manxue.engine.text_stream import StopFilter, Utf8Text
+from manxue.errors import ManxueError, UpstreamError
+from manxue.protocol.usage import Usage
+
+log = logging.getLogger("manxue.engine")
+
+_RESTORE_RATIO = 16  # restore a saved prefix only when it is at most this many times the reuse
+_WAIT_GAIN = 16  # wait for a prefix another sequence is computing when it saves this many tokens
+
+
+@dataclass(slots=True)
+class Slot:
+    """One llama.cpp sequence id and the tokens whose KV it holds."""
+
+    seq_id: int
+    tokens: npt.NDArray[np.int32]
+    n: int = 0
+
+    def committed(self) -> npt.NDArray[np.int32]:
+        return self.tokens[: self.n]
+
+    def commit(self, toks: npt.NDArray[np.int32] | list[int]) -> None:
+        k = len(toks)
+        self.tokens[self.n : self.n + k] = toks
+        self.n += k
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One request inside the engine thread."""
+
+    handle: Handle
+    model: ModelFile
+    order: int
+    target: npt.NDArray[np.int32] = field(init=False)
+    """Tokens that must be in the KV cache before decoding continues (the prompt at first)."""
+    needs_logits: bool = True
+    """True while the target's last token must produce logits (first admission)."""
+    slot: Slot | None = None
+    n_fed: int = 0
+    pending: int | None = None
+    n_generated: int = 0
+    hit: int | None = None
+    wait_for: tuple[Sequence, int] | None = None
+    """A running sequence still reading a prompt prefix this one shares, and its length."""
+    reasoning_tokens: int = 0
+    finished: bool = False
+    sampler: SequenceSampler = field(init=False)
+    utf8: Utf8Text = field(default_factory=Utf8Text)
+    stop: StopFilter[dict[str, Any]] = field(init=False)
+    splitter: ReasoningSplitter = field(init=False)
+
+    def __post_init__(self) -> None:
+        req = self.handle.request
+        self.target = req.prompt
+        self.sampler = SequenceSampler(req.params)
+        self.stop = StopFilter(req.params.stop)
+        self.splitter = ReasoningSplitter(enabled=req.reasoning, start_inside=req.starts_in_reasoning)
+
+    @property
+    def prefilling(self) -> bool:
+        return self.n_fed < self.target.size
+
+    @property
+    def request(self) -> GenerationRequest:
+        return self.handle.request
+
+    def usage(self) -> Usage:
+        prompt = int(self.request.prompt.size)
+        hit = self.hit or 0
+        return Usage(prompt_tokens=prompt, completion_tokens=self.n_generated, cache_hit_tokens=hit,
+                     cache_miss_tokens=prompt - hit, reasoning_tokens=self.reasoning_tokens)
+
+    def accept(self, token: int, lp: TokenLogprob | None) -> str | None:
+        """Take a sampled token, queue the text it releases; a finish reason ends the answer."""
+        self.n_generated += 1
+        self.sampler.observe(token)
+        was_reasoning = self.splitter.in_reasoning
+        reason: str | None = None
+        if self.model.eog_mask[token]:
+            segments = self.stop.finish()
+            segments.append((self.utf8.finish(), None))
+            reason = "stop"
+        else:
+            piece = self.model.piece(token)
+            item = self._logprob_entry(token, piece, lp) if lp is not None else None
+            segments, stopped = self.stop.feed(self.utf8.feed(piece), item)
+            if stopped:
+                reason = "stop"
+            elif self.n_generated >= self.request.max_new_tokens:
+                segments += self.stop.finish()
+                segments.append((self.utf8.finish(), None))
+                reason = "length"
+        self._emit(segments, final=reason is not None)
+        if was_reasoning or self.splitter.in_reasoning:
+            self.reasoning_tokens += 1
+        if reason is None:
+            self.pending = token
+        return reason
+
+    def end_early(self) -> None:
+        """The context is exhausted: release what the stop filter held back."""
+        segments = self.stop.finish()
+        segments.append((self.utf8.finish(), None))
+        self._emit(segments, final=True)
+
+    def _emit(self, segments: list[tuple[str, dict[str, Any] | None]], *, final: bool) -> None:
+        content: list[str] = []
+        reasoning: list[str] = []
+        entries: list[dict[str, Any]] = []
+        for text, item in segments:
+            if text:
+                r, c = self.splitter.feed(text)
+                if r:
+                    reasoning.append(r)
+                if c:
+                    content.append(c)
+            if item is not None:
+                entries.append(item)
+        if final:
+            r, c = self.splitter.finish()
+            if r:
+                reasoning.append(r)
+            if c:
+                content.append(c)
+        if content or reasoning or entries or self.n_generated == 1:
+            self.handle.push(Delta("".join(content), "".join(reasoning), entries or None,
+                                   self.n_generated))
+
+    def _logprob_entry(self, token: int, piece: bytes, lp: TokenLogprob) -> dict[str, Any]:
+        top = []
+        for t, v in lp.top:
+            b = self.model.piece(t)
+            top.append({"token": b.decode("utf-8", "replace"), "logprob": v, "bytes": list(b)})
+        return {"token": piece.decode("utf-8", "replace"), "logprob": lp.logprob,
+                "bytes": list(piece), "top_logprobs": top}
+
+
+@dataclass(slots=True)
+class EngineStats:
+    steps: int = 0
+    batched_steps: int = 0
+    """Steps whose single llama_decode advanced more than one sequence."""
+    max_batch_sequences: int = 0
+    decode_seconds: float = 0.0
+    prompt_tokens: int = 0
+    prompt_tokens_computed: int = 0
+    cache_hit_tokens: int = 0
+    generated_tokens: int = 0
+    requests: int = 0
+    rejected: int = 0
+    preempted: int = 0
+
+
+class Scheduler:
+    """Owns the llama.cpp context; every call into it happens on its one thread."""
+
+    def __init__(self, model: ModelFile, ctx: DecodeContext, *, n_parallel: int, prefill_chunk: int,
+                 max_queue: int, ctx_limit: int, cache: PrefixCache | None) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.cache = cache
+        self.prefill_chunk = min(prefill_chunk, ctx.n_batch)
+        self.max_queue = max_queue
+        self.n_parallel = n_parallel
+        self.ctx_limit = ctx_limit
+        self.stats = EngineStats()
+        self._slots = [Slot(i, np.zeros(ctx_limit + 1, dtype=np.int32)) for i in range(n_parallel)]
+        self._free: list[Slot] = list(reversed(self._slots))
+        self._running: list[Sequence] = []
+        self._waiting: deque[Sequence] = deque()
+        self._inbox: queue.SimpleQueue[tuple[str, Handle | None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._accepted = 0  # submitted and not yet finished (running + waiting + in the inbox)
+        self._order = 0
+        self._by_handle: dict[int, Sequence] = {}
+        self._wake: dict[asyncio.AbstractEventLoop, list[Handle]] = {}
+        self._broken: BaseException | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="manxue-engine", daemon=True)
+
+    # -- any thread -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, handle: Handle) -> None:
+        if self._broken is not None or self._stopping:
+            raise UpstreamError("local engine is not running", status=503, code="engine_down")
+        with self._lock:
+            if self._accepted >= self.n_parallel + self.max_queue:
+                self.stats.rejected += 1
+                raise UpstreamError(
+                    f"local engine is full ({self.n_parallel} running, {self.max_queue} waiting)",
+                    status=429, retry_after=1, code="engine_queue_full")
+            self._accepted += 1
+        handle._cancel_hook = self._cancel
+        self._inbox.put(("submit", handle))
+
+    def _cancel(self, handle: Handle) -> None:
+        self._inbox.put(("cancel", handle))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stopping = True
+        self._inbox.put(("stop", None))
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def snapshot(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "queue": len(self._waiting),
+            "running": len(self._running),
+            "accepted": self._accepted,
+            "steps": s.steps,
+            "batched_steps": s.batched_steps,
+            "max_batch_sequences": s.max_batch_sequences,
+            "decode_seconds": round(s.decode_seconds, 3),
+            "requests": s.requests,
+            "rejected": s.rejected,
+            "preempted": s.preempted,
+            "prompt_tokens": s.prompt_tokens,
+            "prompt_tokens_computed": s.prompt_tokens_computed,
+            "prefix_cache_hit_tokens": s.cache_hit_tokens,
+            "generated_tokens": s.generated_tokens,
+            "cached_prefixes": len(self.cache) if self.cache is not None else 0,
+            "cached_prefix_tokens": self.cache.cached_tokens if self.cache is not None else 0,
+            "cached_prefix_bytes": self.cache.ram_used if self.cache is not None else 0,
+            "healthy": self._broken is None and not self._stopping,
+        }
+
+    # -- engine thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                self._drain(block=not self._running and not self._waiting)
+                if self._stopping:
+                    break
+                self._admit()
+                if self._running:
+                    self._step()
+                self._deliver()
+        except BaseException as exc:  # the loop must never die silently
+            log.exception("local engine stopped on an error")
+            self._broken = exc
+            self._fail_all(UpstreamError(f"local engine failed: {exc}", status=503,
+                                         code="engine_failed"))
+        finally:
+            self._shutdown()
+
+    def _drain(self, *, block: bool) -> None:
+        while True:
+            try:
+                kind, handle = self._inbox.get() if block else self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            block = False
+            if kind == "stop":
+                self._stopping = True
+                return
+            assert handle is not None
+            if kind == "submit":
+                seq = Sequence(handle, self.model, self._order)
+                self._order += 1
+                self.stats.requests += 1
+                self._by_handle[handle.id] = seq
+                if handle.cancelled:
+                    self._finish(seq, None)
+                else:
+                    self._waiting.append(seq)
+            elif kind == "cancel":
+                found = self._by_handle.get(handle.id)
+                if found is not None and not found.finished:
+                    self._finish(found, None)
+
+    def _admit(self) -> None:
+        while self._waiting and self._free:
+            seq = self._waiting[0]
+            if self._running and not self._fits(seq):
+                return
+            self._waiting.popleft()
+            slot = self._free.pop()
+            seq.slot = slot
+            self._attach_prefix(seq, slot)
+            self._running.append(seq)
+
+    def _fits(self, seq: Sequence) -> bool:
+        """A rough KV budget check, so admissions do not immediately force swaps."""
+        used = sum(s.target.size + s.n_generated + 1 for s in self._running)
+        return used + seq.target.size + 1 <= self.ctx.n_ctx
+
+    def _attach_prefix(self, seq: Sequence, slot: Slot) -> None:
+        """Reuse the longest available prefix; or wait for one a running sequence is reading."""
+        target = seq.target
+        limit = target.size - 1 if seq.needs_logits else target.size
+        live_src: Slot | None = None
+        live = 0
+        coming: Sequence | None = None
+        coming_len = 0
+        for other in self._running:
+            s = other.slot
+            if other is seq or s is None or other.target[0] != target[0]:
+                continue
+            if s.n:
+                n = common_prefix(target, s.committed())
+                if n > live:
+                    live, live_src = n, s
+            if other.prefilling and other.order < seq.order:  # holds more of it in a step or two
+                n = min(common_prefix(target, other.target), limit)
+                if n > s.n and n > coming_len:
+                    coming, coming_len = other, n
+        live = min(live, limit)
+        entry = None
+        saved = 0
+        if self.cache is not None:
+            entry, saved = self.cache.match(target)
+            saved = min(saved, limit)
+            if (entry is not None and (saved < self.cache.min_tokens
+                                       or entry.n_tokens > _RESTORE_RATIO * saved)):
+                saved = 0
+        if coming is not None and coming_len >= max(live, saved) + _WAIT_GAIN:
+            seq.wait_for = (coming, coming_len)  # share it once computed, instead of twice
+            return
+        reused = 0
+        if live_src is not None and live > 0 and live >= saved:
+            self.ctx.seq_share(live_src.seq_id, slot.seq_id, live)
+            reused = live
+        elif entry is not None and saved > 0:
+            reused = self._restore(slot, entry, saved)
+        self._reused(seq, slot, reused)
+
+    def _reused(self, seq: Sequence, slot: Slot, reused: int) -> None:
+        if reused:
+            slot.commit(seq.target[:reused])
+        seq.n_fed = reused
+        if seq.hit is None:
+            seq.hit = reused
+            self.stats.cache_hit_tokens += reused
+            self.stats.prompt_tokens += int(seq.request.prompt.size)
+
+    def _resolve_waits(self) -> None:
+        """Sequences waiting for a prefix another one is computing: share it when ready."""
+        for seq in self._running:
+            if seq.wait_for is None or seq.slot is None:
+                continue
+            other, n = seq.wait_for
+            src = other.slot
+            if other.finished or src is None:
+                seq.wait_for = None
+                self._attach_prefix(seq, seq.slot)
+            elif src.n >= n or not other.prefilling:
+                seq.wait_for = None
+                n = min(n, src.n)
+                if n:
+                    self.ctx.seq_share(src.seq_id, seq.slot.seq_id, n)
+                self._reused(seq, seq.slot, n)
+
+    def _restore(self, slot: Slot, entry: Any, n: int) -> int:
+        assert self.cache is not None
+        state = self.cache.state_of(entry)
+        if state is None:
+            return 0
+        if not self.ctx.load_seq(slot.seq_id, state):
+            log.warning("prefix cache: llama.cpp refused a saved state; dropping it")
+            self.cache.drop(entry)
+            self.ctx.seq_clear(slot.seq_id)
+            return 0
+        lo, hi = self.ctx.seq_span(slot.seq_id)
+        if lo != 0 or hi + 1 < n or not self.ctx.seq_truncate(slot.seq_id, n):
+            self.ctx.seq_clear(slot.seq_id)
+            return 0
+        return n
+
+    def _step(self) -> None:
+        ctx = self.ctx
+        self._resolve_waits()
+        n = 0
+        outputs: list[Sequence] = []
+        fed: list[tuple[Sequence, int]] = []
+        for seq in self._running:
+            if seq.pending is not None and not seq.prefilling:
+                assert seq.slot is not None
+                ctx.tok[n] = seq.pending
+                ctx.pos[n] = seq.slot.n
+                ctx.seq[n] = seq.slot.seq_id
+                ctx.want[n] = 1
+                n += 1
+                outputs.append(seq)
+        decoding = n
+        budget = min(self.prefill_chunk, ctx.n_batch - n)
+        for seq in self._running:
+            if budget <= 0:
+                break
+            if not seq.prefilling or seq.wait_for is not None:
+                continue
+            assert seq.slot is not None
+            take = min(budget, seq.target.size - seq.n_fed)
+            end = n + take
+            ctx.tok[n:end] = seq.target[seq.n_fed : seq.n_fed + take]
+            ctx.pos[n:end] = np.arange(seq.slot.n, seq.slot.n + take, dtype=np.int32)
+            ctx.seq[n:end] = seq.slot.seq_id
+            ctx.want[n:end] = 0
+            if seq.n_fed + take == seq.target.size and seq.needs_logits:
+                ctx.want[end - 1] = 1
+                outputs.append(seq)
+            fed.append((seq, take))
+            n = end
+            budget -= take
+        if n == 0:
+            return
+        t0 = time.perf_counter()
+        rc = ctx.decode(n)
+        self.stats.decode_seconds += time.perf_counter() - t0
+        if rc == DECODE_NO_KV_SLOT:
+            self._swap_out_newest()
+            return
+        if rc != DECODE_OK:
+            self._fail_running(rc)
+            return
+        self.stats.steps += 1
+        in_batch = decoding + len(fed)
+        if in_batch > 1:
+            self.stats.batched_steps += 1
+        self.stats.max_batch_sequences = max(self.stats.max_batch_sequences, in_batch)
+        for seq in outputs[:decoding]:
+            assert seq.slot is not None and seq.pending is not None
+            seq.slot.commit([seq.pending])
+            seq.pending = None
+        for seq, take in fed:
+            assert seq.slot is not None
+            seq.slot.commit(seq.target[seq.n_fed : seq.n_fed + take])
+            seq.n_fed += take
+            self.stats.prompt_tokens_computed += take
+        if not outputs:
+            return
+        logits = ctx.logits(len(outputs))
+        tokens, lps = sample_batch(logits, [s.sampler for s in outputs])
+        self.stats.generated_tokens += len(tokens)
+        for seq, tok, lp in zip(outputs, tokens, lps, strict=True):
+            seq.needs_logits = False
+            reason = seq.accept(tok, lp)
+            if reason is None and seq.slot is not None and seq.slot.n >= self.ctx_limit:
+                seq.end_early()
+                reason = "length"
+            if reason is not None:
+                self._finish(seq, reason)
+            else:
+                self._touch(seq.handle)
+
+    def _finish(self, seq: Sequence, reason: str | None) -> None:
+        """End a sequence: reason None means cancelled (nobody listens any more)."""
+        if seq.finished:
+            return
+        seq.finished = True
+        if reason is not None:
+            seq.handle.push(Finished(reason, seq.usage()))
+        seq.handle.done = True
+        self._touch(seq.handle)
+        if seq.slot is not None:
+            self._release(seq.slot, keep=True)
+            seq.slot = None
+        if seq in self._running:
+            self._running.remove(seq)
+        elif seq in self._waiting:
+            self._waiting.remove(seq)
+        self._by_handle.pop(seq.handle.id, None)
+        with self._lock:
+            self._accepted -= 1
+
+    def _release(self, slot: Slot, *, keep: bool) -> None:
+        """Free a slot; with `keep`, save its KV as a reusable prefix first."""
+        cache = self.cache
+        if keep and cache is not None and slot.n >= cache.min_tokens:
+            tokens = slot.committed()
+            if not cache.covers(tokens):
+                state = self.ctx.save_seq(slot.seq_id)
+                if state is not None:
+                    cache.add(tokens.copy(), state)
+        self.ctx.seq_clear(slot.seq_id)
+        slot.n = 0
+        self._free.append(slot)
+
+    def _swap_out_newest(self) -> None:
+        """The KV cache is full: save and requeue the newest sequence (or end a lone one)."""
+        victim = max(self._running, key=lambda s: s.order)
+        if len(self._running) == 1:
+            log.warning("local engine: KV cache full for a single sequence; ending it")
+            victim.end_early()
+            self._finish(victim, "length")
+            return
+        assert victim.slot is not None
+        self.stats.preempted += 1
+        slot = victim.slot
+        victim.target = slot.committed().copy()
+        victim.needs_logits = victim.pending is None
+        if victim.needs_logits:  # still reading its prompt: keep the prompt as target
+            victim.target = victim.request.prompt
+        self._release(slot, keep=True)
+        victim.slot = None
+        victim.n_fed = 0
+        victim.wait_for = None
+        self._running.remove(victim)
+        self._waiting.appendleft(victim)
+
+    def _fail_running(self, rc: int) -> None:
+        err = UpstreamError(f"local engine: llama_decode failed ({rc})", status=503,
+                            code="engine_failed")
+        for seq in list(self._running):
+            seq.handle.push(Failed(err))
+            self._finish(seq, None)
+        self.ctx.clear()
+        for slot in self._slots:
+            slot.n = 0
+
+    def _fail_all(self, err: ManxueError) -> None:
+        for seq in list(self._running) + list(self._waiting):
+            seq.handle.push(Failed(err))
+            self._finish(seq, None)
+        while True:
+            try:
+                kind, handle = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "submit" and handle is not None:
+                handle.push(Failed(err))
+                handle.done = True
+                self._touch(handle)
+        self._deliver()
+
+    def _shutdown(self) -> None:
+        try:
+            self._fail_all(UpstreamError("local engine is shutting down", status=503,
+                                         code="engine_down"))
+        except Exception:  # best effort at exit
+            log.exception("local engine: failing requests at shutdown")
+
+    def _touch(self, handle: Handle) -> None:
+        if not handle.cancelled:
+            self._wake.setdefault(handle.loop, []).append(handle)
+
+    def _deliver(self) -> None:
+        if not self._wake:
+            return
+        wake, self._wake = self._wake, {}
+        for loop, handles in wake.items():
+            with contextlib.suppress(RuntimeError):  # RuntimeError: that event loop is closed
+                loop.call_soon_threadsafe(_wake_all, handles)
+
+
+def _wake_all(handles: list[Handle]) -> None:
+    for h in handles:
+        h.wake()

@@ -1,0 +1,235 @@
+"""`manxue plan`: will a model run on this hardware, how fast, at what cost, at what margin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+
+from manxue.errors import ConfigError, ManxueError
+from manxue.plan import render
+from manxue.plan.capacity import plan_capacity
+from manxue.plan.catalog import load_catalog
+from manxue.plan.cli_options import (
+    CatalogOpt,
+    ContextOpt,
+    EfficiencyOpt,
+    GpuHourOpt,
+    GpusOpt,
+    HardwareOpt,
+    HitRateOpt,
+    JsonOpt,
+    ModelOpt,
+    PrecisionOpt,
+    PriceListOpt,
+    PricesOpt,
+    parse_money,
+    parse_time,
+    user_price_lists,
+)
+from manxue.plan.report import (
+    DEFAULT_HIT_RATE,
+    DEFAULT_INPUT_PER_OUTPUT,
+    PlanQuery,
+    api_model_in,
+    build_report,
+    deployment_for,
+    jsonable,
+)
+from manxue.plan.specs import HardwareSpec, ModelSpec
+
+plan_app = typer.Typer(
+    help="Plan a deployment: memory, KV cache, roofline throughput, token cost and margin.",
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except (ManxueError, ConfigError) as exc:
+        err.print(f"[red]error:[/red] {getattr(exc, 'message', None) or exc}")
+        raise typer.Exit(2) from None
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(orjson.dumps(jsonable(value), option=orjson.OPT_INDENT_2).decode())
+
+
+@plan_app.callback(invoke_without_command=True)
+def plan(
+    ctx: typer.Context,
+    model: ModelOpt = None,
+    hardware: HardwareOpt = None,
+    gpus: GpusOpt = 8,
+    precision: PrecisionOpt = None,
+    context: ContextOpt = 8192,
+    gpu_hour: GpuHourOpt = "2.0",
+    price_list: PriceListOpt = None,
+    at: Annotated[str | None, typer.Option(
+        help="Price at this time (ISO 8601), time-of-day windows applied \\[default: list prices].",
+        show_default=False)] = None,
+    efficiency: EfficiencyOpt = 1.0,
+    utilisation: Annotated[float, typer.Option(min=0.001, max=1.0,
+                                               help="Share of the hours the GPUs are busy.")] = 1.0,
+    overhead: Annotated[float, typer.Option(
+        min=0.0, max=0.9, help="Share of memory kept for activations and runtime.")] = 0.10,
+    kv_dtype: Annotated[str, typer.Option("--kv-dtype", help="KV cache values: bf16, fp16, fp8.")] = "bf16",
+    kv_bytes_per_token: Annotated[int | None, typer.Option(
+        min=1, help="Override the KV cache bytes per token (models without a published layout).",
+        show_default=False)] = None,
+    batch: Annotated[int | None, typer.Option(
+        min=1, help="Decode batch \\[default: the most sequences that fit].", show_default=False)] = None,
+    input_per_output: Annotated[float, typer.Option(
+        min=0.0, help="Input tokens per output token, for revenue at a price list.",
+        show_default="608/168, DeepSeek's published day")]
+        = DEFAULT_INPUT_PER_OUTPUT,
+    hit_rate: HitRateOpt = DEFAULT_HIT_RATE,
+    catalog: CatalogOpt = None,
+    prices: PricesOpt = None,
+    as_json: JsonOpt = False,
+    plot: Annotated[Path | None, typer.Option(
+        help="Write charts (memory, decode throughput and cost vs batch) to this PNG.",
+        show_default=False)] = None,
+) -> None:
+    """Plan a model on N accelerators: [bold]manxue plan -m deepseek-r1 --hardware h800 --gpus 16[/bold]."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if model is None and hardware is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
+    if model is None or hardware is None:
+        err.print("[red]error:[/red] --model and --hardware are both required")
+        raise typer.Exit(2)
+    with _errors():
+        cat = load_catalog(catalog)
+        q = PlanQuery(model, hardware, gpus, precision, context, parse_money(gpu_hour), price_list,
+                      efficiency, utilisation, overhead, kv_dtype, kv_bytes_per_token, batch,
+                      input_per_output, hit_rate, parse_time(at))
+        report = build_report(q, cat, price_lists=user_price_lists(prices))
+        if plot is not None:
+            from manxue.plan.plot import write_plot
+
+            cap = plan_capacity(deployment_for(q, cat), batch)
+            report["plot"] = str(write_plot(cap, q.gpu_hour, utilisation, plot))
+    if as_json:
+        _print_json(report)
+        return
+    render.render_plan(report, out)
+    out.print("[dim]Throughputs are roofline upper bounds; pass --efficiency to derate "
+              "(see the calibration table: manxue plan calibration).[/dim]")
+    if plot is not None:
+        out.print(f"charts written to {plot}")
+
+
+@plan_app.command("deepseek-day")
+def deepseek_day_cmd(as_json: JsonOpt = False) -> None:
+    """DeepSeek's published day (2025-02-27/28): $87,072 cost, $562,027 revenue, 545% margin."""
+    from manxue.plan.day import deepseek_day
+
+    with _errors():
+        day = deepseek_day()
+    if as_json:
+        _print_json(day)
+    else:
+        render.render_day(day, out)
+
+
+@plan_app.command("build-vs-buy")
+def build_vs_buy_cmd(
+    traffic: Annotated[Path, typer.Option(
+        help="CSV: time (or hour), input_tokens, output_tokens[, cache_hit_tokens]; one row per hour.",
+        show_default=False)],
+    model: ModelOpt = None,
+    hardware: HardwareOpt = None,
+    gpus: GpusOpt = 8,
+    precision: PrecisionOpt = None,
+    context: ContextOpt = 8192,
+    gpu_hour: GpuHourOpt = "2.0",
+    price_list: Annotated[str, typer.Option(
+        "--price-list", help="Cloud API price list to compare with.")] = "deepseek-r1-2025-02",
+    percentile: Annotated[list[float] | None, typer.Option(
+        help="Hybrid: size self-hosting for this percentile of hourly need (repeatable) "
+             "\\[default: 50 75 90 95].", show_default=False)] = None,
+    start: Annotated[str | None, typer.Option(
+        help="Time of hour 0 for an `hour` column (ISO 8601) \\[default: a Monday inside the list].",
+        show_default=False)] = None,
+    hit_rate: HitRateOpt = DEFAULT_HIT_RATE,
+    efficiency: EfficiencyOpt = 1.0,
+    catalog: CatalogOpt = None,
+    prices: PricesOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Monthly cost of a cloud API vs self-hosting for the peak vs a hybrid, for a traffic profile."""
+    from manxue.plan.build_vs_buy import DEFAULT_PERCENTILES, compare, default_start
+    from manxue.plan.traffic import read_traffic
+    from manxue.pricing import get_price_list
+
+    if model is None or hardware is None:
+        err.print("[red]error:[/red] --model and --hardware are both required")
+        raise typer.Exit(2)
+    with _errors():
+        cat = load_catalog(catalog)
+        q = PlanQuery(model, hardware, gpus, precision, context, parse_money(gpu_hour),
+                      efficiency=efficiency, hit_rate=hit_rate)
+        cap = plan_capacity(deployment_for(q, cat))
+        plist = get_price_list(price_list, user_price_lists(prices))
+        api_model = api_model_in(plist, cap.deployment.model)
+        t0 = parse_time(start, "start") or default_start(plist, api_model)
+        hours = read_traffic(traffic, t0, hit_rate)
+        result = compare(hours, cap, q.gpu_hour, plist, api_model,
+                         tuple(percentile) if percentile else DEFAULT_PERCENTILES)
+    if as_json:
+        _print_json(result)
+    else:
+        render.render_build_vs_buy(result, out)
+
+
+def _listing(catalog: Path | None, as_json: bool, pick: Callable[[Any], Any],
+             show: Callable[[Any, Console], None]) -> None:
+    with _errors():
+        cat = load_catalog(catalog)
+    if as_json:
+        _print_json([_spec_json(s) for s in pick(cat).values()])
+    else:
+        show(cat, out)
+
+
+def _spec_json(spec: ModelSpec | HardwareSpec) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(spec)
+
+
+@plan_app.command("models")
+def models_cmd(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """The model catalog (with your --catalog entries)."""
+    _listing(catalog, as_json, lambda c: c.models, render.render_models)
+
+
+@plan_app.command("hardware")
+def hardware_cmd(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """The hardware catalog (with your --catalog entries)."""
+    _listing(catalog, as_json, lambda c: c.hardware, render.render_hardware)
+
+
+@plan_app.command("calibration")
+def calibration_cmd(as_json: JsonOpt = False) -> None:
+    """Roofline estimates next to published serving measurements (estimate / published)."""
+    from manxue.plan.calibration import calibration
+
+    with _errors():
+        rows = calibration()
+    if as_json:
+        _print_json([r.as_dict() for r in rows])
+    else:
+        render.render_calibration(rows, out)

@@ -1,0 +1,154 @@
+"""Readable reports (rich tables) for `manxue plan`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from manxue.plan.calibration import CalibrationRow
+from manxue.plan.catalog import Catalog
+
+
+def gb(n: float) -> str:
+    return f"{n / 1e9:,.1f} GB"
+
+
+def num(x: float | int | None, digits: int = 0) -> str:
+    return "—" if x is None else f"{x:,.{digits}f}"
+
+
+def usd(x: Decimal | float | None, digits: int = 4) -> str:
+    return "—" if x is None else f"${float(x):,.{digits}f}"
+
+
+def _table(title: str, *columns: str) -> Table:
+    t = Table(title=title, title_justify="left", show_header=bool(columns))
+    for i, c in enumerate(columns or ("", "")):
+        t.add_column(c, justify="right" if i else "left")
+    return t
+
+
+def render_plan(r: dict[str, Any], console: Console) -> None:
+    m, hw = r["model"], r["hardware"]
+    head = _table(f"{m['name']} on {r['gpus']} × {hw['name']} ({r['nodes']} node(s)), "
+                  f"{r['precision']} weights, context {r['context']:,}")
+    mem = [("weights", gb(r["weights_bytes"])), ("overhead allowance", gb(r["overhead_bytes"])),
+           ("KV cache budget", gb(r["kv_budget_bytes"])), ("total memory", gb(r["memory_bytes"])),
+           ("KV cache per token", f"{r['kv_bytes_per_token']:,} B ({r['kv_dtype']})"),
+           ("KV cache per sequence", gb(r["kv_bytes_per_sequence"])),
+           ("fits", "yes" if r["fits"] else "[red]no[/red]"),
+           ("max concurrent sequences", num(r["max_concurrent_sequences"])),
+           ("smallest deployment that fits", f"{r['min_gpus_to_fit']} GPUs "
+                                              f"({r['min_nodes_to_fit']} node(s))")]
+    for k, v in mem:
+        head.add_row(k, v)
+    console.print(head)
+    if not r["fits"]:
+        console.print("[red]does not fit:[/red] raise --gpus, lower --context or use a smaller "
+                      "--precision")
+        return
+    tp = _table("Throughput (roofline upper bound)", "", "total", "per GPU")
+    tp.add_row(f"decode, batch {r['decode_batch']:,} ({r['decode_bound']}-bound)",
+               num(r["decode_tokens_per_s"]) + " tok/s", num(r["per_gpu"]["decode_tokens_per_s"]))
+    tp.add_row("decode, per sequence at that batch", num(r["decode_tokens_per_s_per_sequence"], 1),
+               "")
+    tp.add_row("decode, one sequence alone", num(r["single_sequence_tokens_per_s"], 1), "")
+    tp.add_row("prefill (compute-bound)", num(r["prefill_tokens_per_s"]) + " tok/s",
+               num(r["per_gpu"]["prefill_tokens_per_s"]))
+    console.print(tp)
+    cost = _table(f"Cost at ${float(r['gpu_hour_usd']):g}/GPU-hour, utilisation "
+                  f"{r['utilisation']:.0%}: ${float(r['cost_usd_per_hour']):,.2f}/hour",
+                  "per 1M tokens", "USD")
+    cost.add_row("output", usd(r["usd_per_million_output_tokens"]))
+    cost.add_row("input, cache miss", usd(r["usd_per_million_input_miss_tokens"]))
+    cost.add_row("input, cache hit", usd(r["usd_per_million_input_hit_tokens"], 6))
+    cost.add_row("output, one sequence alone", usd(r["usd_per_million_output_tokens_single_sequence"]))
+    console.print(cost)
+    if "price_list" in r and "unit_prices" in r["price_list"]:
+        render_price_block(r["price_list"], console)
+
+
+def render_price_block(p: dict[str, Any], console: Console) -> None:
+    u = p["unit_prices"]
+    t = _table(f"Selling at {p['id']} ({p['model']}: {u['hit']} / {u['miss']} / {u['output']} "
+               f"{u['currency']} per 1M hit / miss / output)")
+    margin = p["cost_profit_margin_at_capacity"]
+    t.add_row("traffic mix", f"{p['mix']['input_per_output']:.2f} input per output token, "
+                             f"{p['mix']['cache_hit_rate']:.1%} cache hits")
+    t.add_row("revenue per hour at capacity", usd(p["revenue_usd_per_hour_at_capacity"], 2))
+    t.add_row("cost per hour", usd(p["cost_usd_per_hour"], 2))
+    t.add_row("cost-profit margin", "—" if margin is None else f"{float(margin):.0%}")
+    t.add_row("break-even price", "—" if p["break_even_fraction_of_list_price"] is None
+              else f"{float(p['break_even_fraction_of_list_price']):.1%} of list")
+    console.print(t)
+
+
+def render_day(d: dict[str, Any], console: Console) -> None:
+    t = _table("DeepSeek V3/R1 inference, 2025-02-27 12:00 → 02-28 12:00 (UTC+8)")
+    tok = d["tokens"]
+    rec = d["reconciliation"]
+    rows = [
+        ("cost", f"{d['nodes_average']} nodes × {d['gpus_per_node']} GPUs × {d['hours']} h × "
+                 f"${d['gpu_hour_usd']} = {usd(d['cost_usd'], 0)}"),
+        ("input tokens", f"{tok['input'] / 1e9:,.3f}B, of which {tok['cache_hit'] / 1e9:,.3f}B "
+                         f"cache hits ({rec['implied_cache_hit_share_percent']}%)"),
+        ("output tokens", f"{tok['output'] / 1e9:,.0f}B"),
+        ("prices", f"{d['price_list']}: {d['unit_prices_usd']['hit']} / "
+                   f"{d['unit_prices_usd']['miss']} / {d['unit_prices_usd']['output']} USD per 1M"),
+        ("revenue", f"{usd(d['revenue_usd'], 2)} (published {usd(d['published']['revenue_usd'], 0)})"),
+        ("cost-profit margin", f"{d['cost_profit_margin']:.4f} = {d['cost_profit_margin_percent']}% "
+                               f"(published {d['published']['cost_profit_margin_percent']}%)"),
+        ("at the rounded published counts", f"{usd(rec['revenue_usd_at_published_rounded_counts'], 2)}"
+                                            f" (342B hits, 266B misses)"),
+        ("if the off-peak discount applied", usd(
+            rec["revenue_usd_if_offpeak_discount_applied_to_flat_traffic"], 2)),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+
+
+def render_build_vs_buy(b: dict[str, Any], console: Console) -> None:
+    n = b["need_units"]
+    console.print(f"{b['hours']} hours of traffic, scaled to a {b['month_hours']}-hour month; one unit "
+                  f"= {b['unit']['gpus']} × {b['unit']['hardware']} at "
+                  f"${float(b['unit']['usd_per_hour']):,.2f}/h; need per hour: peak {n['peak']:.2f}, "
+                  f"mean {n['mean']:.2f}, trough {n['trough']:.2f} units")
+    t = _table(f"Monthly cost vs {b['price_list']} ({b['model']})", "option", "GPUs",
+               "self-host", "cloud", "total", "to cloud", "utilisation")
+    for o in b["options"]:
+        mark = " ◀ cheapest" if o["name"] == b["cheapest"] else ""
+        t.add_row(o["name"] + mark, str(o["gpus"]), usd(o["self_host_usd"], 0), usd(o["cloud_usd"], 0),
+                  usd(o["monthly_usd"], 0), f"{o['cloud_token_share']:.1%}",
+                  "—" if o["utilisation"] is None else f"{o['utilisation']:.0%}")
+    console.print(t)
+
+
+def render_calibration(rows: list[CalibrationRow], console: Console) -> None:
+    t = _table("Roofline estimate vs published measurement", "anchor", "published", "estimate",
+               "ratio")
+    for r in rows:
+        t.add_row(r.anchor.label, num(r.anchor.published, 2), num(r.estimate, 1), f"{r.ratio:.2f}")
+    console.print(t)
+
+
+def render_models(catalog: Catalog, console: Console) -> None:
+    t = _table("Models", "id", "params total / active", "attention", "KV B/token (BF16)", "native")
+    from manxue.plan.memory import kv_bytes_per_token
+
+    for m in catalog.models.values():
+        kv = f"{kv_bytes_per_token(m):,}" if m.attention and m.layers else "not published"
+        t.add_row(m.id, f"{m.params_total / 1e9:,.1f}B / {m.params_active / 1e9:,.1f}B",
+                  m.attention.kind if m.attention else "—", kv, m.native_precision)
+    console.print(t)
+
+
+def render_hardware(catalog: Catalog, console: Console) -> None:
+    t = _table("Hardware", "id", "memory", "bandwidth", "BF16 / FP8 / INT8 TFLOP/s", "interconnect")
+    for h in catalog.hardware.values():
+        t.add_row(h.id, f"{h.memory_gb:g} GB", f"{h.bandwidth_tbs:g} TB/s",
+                  f"{h.bf16_tflops:g} / {num(h.fp8_tflops)} / {num(h.int8_tops)}", h.interconnect)
+    console.print(t)

