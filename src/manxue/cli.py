@@ -10,7 +10,7 @@ from rich.console import Console
 
 from manxue import __version__
 from manxue.errors import ConfigError
-from manxue.settings import Settings, load_settings
+from manxue.settings import DeploymentSettings, Settings, load_settings
 
 app = typer.Typer(
     name="manxue",
@@ -53,9 +53,42 @@ def _load(config: Path | None, **overrides: object) -> Settings:
     return settings.model_copy(update={"server": server})
 
 
+DEFAULT_LOCAL = {"name": "smollm2", "model": "smollm2", "kind": "local"}
+
+
+def _with_models(settings: Settings, model: Path | None, name: str | None,
+                 chat_template: str | None, use_default: bool) -> Settings:
+    """Add `--model PATH` as a local deployment; with no deployments at all, the shipped model."""
+    deployments = list(settings.deployments)
+    entry: dict[str, object] | None = None
+    if model is not None:
+        stem = name or model.stem.split(".")[0].lower()
+        entry = {"name": stem, "model": stem, "kind": "local", "path": str(model)}
+    elif use_default and not deployments:
+        entry = dict(DEFAULT_LOCAL)
+        if name:
+            entry["name"] = entry["model"] = name
+    if entry is not None:
+        if chat_template:
+            entry["options"] = {"chat_template": chat_template}
+        deployments.append(DeploymentSettings.model_validate(entry))
+    return settings.model_copy(update={"deployments": deployments})
+
+
+ModelOpt = Annotated[Path | None, typer.Option(
+    "--model", "-m", help="Serve this GGUF file in-process (a local deployment).",
+    exists=True, dir_okay=False)]
+NameOpt = Annotated[str | None, typer.Option(help="Public model name for --model [default: file name].")]
+TemplateOpt = Annotated[str | None, typer.Option(
+    "--chat-template", help="Chat template for --model: a name, a Jinja file, or 'gguf'.")]
+
+
 @app.command()
 def serve(
     config: ConfigOpt = None,
+    model: ModelOpt = None,
+    name: NameOpt = None,
+    chat_template: TemplateOpt = None,
     host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind [default: 8765].")] = None,
     workers: Annotated[int | None, typer.Option(
@@ -63,16 +96,63 @@ def serve(
     offline: Annotated[bool, typer.Option(
         "--offline", help="Refuse every deployment that is not local.")] = False,
 ) -> None:
-    """Start the API server (OpenAI/DeepSeek-compatible, under /v1)."""
+    """Start the API server (OpenAI/DeepSeek-compatible, under /v1).
+
+    With no config and no --model it serves SmolLM2-135M-Instruct, shipped with manxue, as
+    model `smollm2`.
+    """
     from manxue.server.run import serve as run_server
 
     settings = _load(config, host=host, port=port, workers=workers, offline=offline or None)
+    settings = _with_models(settings, model, name, chat_template, use_default=config is None)
     try:
         settings.check_offline()
         run_server(settings)
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+
+
+@app.command("models")
+def models(
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    name: NameOpt = None,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the models served: deployments, context length, quantization, size, tokenizer."""
+    import asyncio
+
+    import orjson
+    from rich.table import Table
+
+    from manxue.providers import registry
+
+    settings = _with_models(_load(config), model, name, None, use_default=config is None)
+    rows = []
+    try:
+        for d in settings.deployments:
+            provider = registry.create(d)
+            try:
+                info = provider.describe()
+            finally:
+                asyncio.run(provider.close())
+            rows.append({"model": d.model, "deployment": d.name, "priority": d.priority, **info})
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if json:
+        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table("model", "deployment", "kind", "context", "quantization", "size", "tokenizer",
+                  "source")
+    for r in rows:
+        size = r.get("size_bytes")
+        table.add_row(r["model"], r["deployment"], str(r.get("kind", "")),
+                      str(r.get("context_length") or "-"), str(r.get("quantization") or "-"),
+                      f"{size / 1e6:.0f} MB" if size else "-", str(r.get("tokenizer") or "-"),
+                      str(r.get("path") or r.get("upstream_model") or ""))
+    Console().print(table)
 
 
 def _mount_subcommands() -> None:
