@@ -12,7 +12,7 @@ from manxue.gateway.service import ChatService
 from manxue.metrics import Metrics
 from manxue.providers import registry
 from manxue.server.middleware import errors_and_metrics
-from manxue.server.routes import admin_deployments, admin_keys, chat, ops
+from manxue.server.routes import admin_deployments, admin_keys, chat, ops, plan
 from manxue.server.state import STATE_KEY, AppState
 from manxue.settings import Settings
 
@@ -45,6 +45,7 @@ def build_app(settings: Settings, state: AppState | None = None) -> web.Applicat
         app.router.add_post(f"{prefix}/chat/completions", chat.chat_completions)
         app.router.add_get(f"{prefix}/models", ops.models)
         app.router.add_get(f"{prefix}/models/{{model}}", ops.model)
+        app.router.add_get(f"{prefix}/plan", plan.plan_handler)
     app.router.add_get("/health", ops.health)
     app.router.add_get("/ready", ops.ready)
     app.router.add_get("/metrics", ops.metrics)
