@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import Result, free_port, pinned, wait_http, wrk  # noqa: E402
+from loadgen import Result, free_port, pinned, wait_http, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks" / "metering.md"

@@ -7,7 +7,7 @@ same `_settle`, so usage is read and recorded by one path, exactly once per requ
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -97,7 +97,7 @@ class ChatService:
         return got.result.body
 
     async def stream(self, req: ChatRequest, raw: dict[str, Any], ctx: RequestContext,
-                     on_keepalive: KeepAliveHook | None) -> AsyncIterator[bytes]:
+                     on_keepalive: KeepAliveHook | None) -> AsyncGenerator[bytes, None]:
         """Acquire a first byte (retrying as needed), then return the relay of the rest."""
         options = dict(raw.get("stream_options") or {})
         options["include_usage"] = True  # always ask upstream; billing needs it
@@ -116,7 +116,7 @@ class ChatService:
         return self._relay(got.result, got.deployment, got.attempts, req.wants_usage_chunk, ctx)
 
     async def _relay(self, chunks: ChunkStream, dep: Deployment, attempts: int,
-                     want_usage: bool, ctx: RequestContext) -> AsyncIterator[bytes]:
+                     want_usage: bool, ctx: RequestContext) -> AsyncGenerator[bytes, None]:
         usage: Usage | None = None
         settled = False
         error: str | None = None

@@ -45,7 +45,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         await out.write(error_event(exc.message, exc.code or "error", exc.type))
         return out.response
     await out.stop_waiting()
-    await out.start()
-    async for piece in chunks:
-        await out.write(piece)
+    try:
+        await out.start()
+        async for piece in chunks:
+            await out.write(piece)
+    except ConnectionError:
+        pass  # the client left mid-stream; the relay below settles what it got
+    finally:
+        await chunks.aclose()
     return out.response
