@@ -57,6 +57,9 @@ def _serve_one(settings: Settings, reuse_port: bool, announce: bool) -> None:
         for line in describe(state):
             log.info("%s", line)
         workers = f" with {s.workers} workers" if s.workers > 1 else ""
+        if s.workers > 1 and settings.billing.enabled and not settings.redis_url:
+            log.warning("%d workers without redis_url: each worker enforces rate limits and "
+                        "balances on its own; set redis_url to share them", s.workers)
         log.info("manxue listening on http://%s:%d%s (OpenAI API at /v1)", s.host, s.port,
                  workers)
     web.run_app(app, host=s.host, port=s.port, reuse_port=reuse_port or None,
