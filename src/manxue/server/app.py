@@ -12,7 +12,16 @@ from manxue.gateway.service import ChatService
 from manxue.metrics import Metrics
 from manxue.providers import registry
 from manxue.server.middleware import errors_and_metrics
-from manxue.server.routes import admin_deployments, admin_keys, chat, ops, plan
+from manxue.server.routes import (
+    admin_dashboard,
+    admin_deployments,
+    admin_keys,
+    chat,
+    ops,
+    plan,
+    verify,
+)
+from manxue.server.routes import web as web_pages
 from manxue.server.state import STATE_KEY, AppState
 from manxue.settings import Settings
 
@@ -45,12 +54,15 @@ def build_app(settings: Settings, state: AppState | None = None) -> web.Applicat
         app.router.add_post(f"{prefix}/chat/completions", chat.chat_completions)
         app.router.add_get(f"{prefix}/models", ops.models)
         app.router.add_get(f"{prefix}/models/{{model}}", ops.model)
-        app.router.add_get(f"{prefix}/plan", plan.plan_handler)
+    app.router.add_get("/v1/plan", plan.plan_handler)  # /plan is the planner page
     app.router.add_get("/health", ops.health)
     app.router.add_get("/ready", ops.ready)
     app.router.add_get("/metrics", ops.metrics)
     admin_deployments.add_routes(app)
     admin_keys.add_routes(app)
+    admin_dashboard.add_routes(app)
+    verify.add_routes(app)
+    web_pages.add_routes(app)
     app.on_startup.append(_start_meter)
     app.on_cleanup.append(_stop_meter)
     app.on_cleanup.append(_close_providers)

@@ -1,0 +1,113 @@
+"""`manxue verify`: audit an OpenAI-compatible endpoint and print the verdict.
+
+Mounted in manxue/cli.py as `app.command("verify")(verify)`. Exit status: 0 authentic,
+1 substituted, 3 inconclusive, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from manxue.errors import ManxueError
+from manxue.verify.audit import Progress as AuditProgress
+from manxue.verify.audit import run_audit
+from manxue.verify.config import DEFAULT_BUDGET, AuditConfig, parse_checks
+from manxue.verify.report_html import render
+
+out = Console()
+err = Console(stderr=True)
+EXIT = {"authentic": 0, "substituted": 1, "inconclusive": 3}
+
+
+def verify(
+    base_url: Annotated[str, typer.Option("--base-url", help="The endpoint to audit, e.g. "
+                                          "https://api.example.com (with or without /v1).")],
+    model: Annotated[str, typer.Option("--model", help="The model name to send.")],
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="MANXUE_VERIFY_API_KEY",
+                                                help="API key for the endpoint.")] = None,
+    claim: Annotated[str | None, typer.Option("--claim", help="What the model claims to be: a "
+                                              "catalog id or alias (default: --model).")] = None,
+    reference_url: Annotated[str | None, typer.Option(
+        "--reference-url", help="A reference endpoint serving the claimed weights (official API "
+        "or a local engine) for the distribution test.")] = None,
+    reference_model: Annotated[str | None, typer.Option(
+        "--reference-model", help="Model name at the reference (default: --model).")] = None,
+    reference_api_key: Annotated[str | None, typer.Option(
+        "--reference-api-key", envvar="MANXUE_VERIFY_REFERENCE_API_KEY")] = None,
+    budget_requests: Annotated[int, typer.Option(
+        "--budget-requests", min=1, help="Most requests sent to the audited endpoint.")] = DEFAULT_BUDGET,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the generated probes "
+                                             "(default: random; printed in the result).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.",
+                                                dir_okay=False)] = None,
+    checks: Annotated[list[str] | None, typer.Option(
+        "--checks", help="Checks to run (repeat or comma-separate): tokenizer, protocol, "
+        "capability, distribution, context; 'all'; default: all but context.")] = None,
+) -> None:
+    """Audit an endpoint: is it really the claimed model, at full strength?"""
+    logging.getLogger("manxue.engine.llama").setLevel(logging.ERROR)
+    try:
+        extra: dict[str, Any] = {} if seed is None else {"seed": seed}
+        cfg = AuditConfig(base_url=base_url, model=model, api_key=api_key, claim=claim,
+                          reference_url=reference_url, reference_model=reference_model,
+                          reference_api_key=reference_api_key, budget_requests=budget_requests,
+                          checks=parse_checks(checks), **extra)
+        result = _run_with_bar(cfg, quiet=as_json)
+    except ManxueError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+    if report is not None:
+        report.write_text(render(result), encoding="utf-8")
+    if as_json:
+        typer.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    else:
+        _print(result, report)
+    raise typer.Exit(EXIT.get(result["verdict"], 3))
+
+
+def _run_with_bar(cfg: AuditConfig, *, quiet: bool) -> dict[str, Any]:
+    bar = Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[state]}"), console=err, transient=True,
+                   disable=quiet or not err.is_terminal)
+    tasks: dict[str, TaskID] = {}
+
+    def update(p: AuditProgress) -> None:
+        for name, c in p.checks.items():
+            if name not in tasks:
+                tasks[name] = bar.add_task(c.title, total=max(1, c.planned), state=c.state)
+            bar.update(tasks[name], completed=min(c.requests, max(1, c.planned)),
+                       state=c.status or c.state)
+
+    with bar:
+        return asyncio.run(run_audit(cfg, AuditProgress(on_change=update)))
+
+
+def _print(result: dict[str, Any], report: Path | None) -> None:
+    colour = {"authentic": "green", "substituted": "red"}.get(result["verdict"], "yellow")
+    out.print(f"[bold {colour}]{result['verdict']}[/]  claim {result['claim']}: {result['reason']}")
+    table = Table("check", "status", "statistic", "p", "threshold", "requests", "tokens", "summary")
+    for c in result["checks"]:
+        stat = "" if c["statistic"] is None else f"{c['statistic']:.4g}"
+        p = "" if c["p_value"] is None else f"{c['p_value']:.3g}"
+        thr = "" if c["threshold"] is None else f"{c['threshold']:.3g}"
+        table.add_row(c["name"], c["status"], stat, p, thr, str(c["requests"]), str(c["tokens"]),
+                      c["summary"])
+    out.print(table)
+    if result["posterior"]:
+        top = ", ".join(f"{k} {v:.3f}" for k, v in list(result["posterior"].items())[:4])
+        out.print(f"posterior: {top}")
+    out.print(f"spent {result['requests']} requests / {result['tokens']} tokens on the endpoint, "
+              f"{result['reference_requests']} / {result['reference_tokens']} on the reference; "
+              f"seed {result['settings']['seed']}")
+    if report is not None:
+        out.print(f"report: {report}")
