@@ -7,8 +7,17 @@ llama.cpp.
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from typing import Any
+
+# llama.cpp's CPU threads meet at a barrier after every graph node. OpenMP's default is to
+# spin there for milliseconds; when the machine is busy with anything else, a spinning thread
+# keeps the one it waits for off the CPU and decoding slows down 10-50x. Waiting passively
+# costs little when the cores are idle and keeps the engine usable when they are not. This
+# must be set before llama.cpp is loaded; an explicit OMP_WAIT_POLICY (e.g. "active" on
+# dedicated cores) wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 _EXPORTS = {
     "Engine": "manxue.engine.engine",

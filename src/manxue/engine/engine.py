@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import logging
 import threading
@@ -29,7 +30,7 @@ from manxue.engine.prefix_cache import PrefixCache
 from manxue.engine.reasoning import OPEN_TAG
 from manxue.engine.sampling import SamplingParams
 from manxue.engine.scheduler import Scheduler
-from manxue.errors import InvalidParameters, InvalidRequest
+from manxue.errors import InvalidParameters, InvalidRequest, UpstreamError
 
 log = logging.getLogger("manxue.engine")
 
@@ -64,6 +65,7 @@ class Engine:
                                    prefill_chunk=opts.prefill_chunk, max_queue=opts.max_queue,
                                    ctx_limit=self.ctx_limit, cache=self.cache)
         self._closed = False
+        self._guard = threading.Lock()  # tokenizing never overlaps freeing the model
         self.scheduler.start()
         log.info("local engine: %s (%s, %s) ctx %d/seq, %d parallel, %d threads",
                  self.model.path.name, info.quantization, info.architecture, self.ctx_limit,
@@ -104,7 +106,10 @@ class Engine:
                                     param="response_format")
         params = SamplingParams.from_body(body, self.model.n_vocab)
         text = self.render(messages)
-        tokens = self.tokenize_prompt(text)
+        with self._guard:
+            if self._closed:
+                raise UpstreamError("local engine is closed", status=503, code="engine_down")
+            tokens = self.tokenize_prompt(text)
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="messages")
         if len(tokens) >= self.ctx_limit:
@@ -131,9 +136,10 @@ class Engine:
         return self.scheduler.snapshot()
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        with self._guard:
+            if self._closed:
+                return
+            self._closed = True
         self.scheduler.stop()
         if self.cache is not None:
             self.cache.close()
@@ -181,3 +187,13 @@ def release_engine(engine: Engine) -> None:
             return
         del _engines[key]
     engine.close()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Stop engines still open at exit, so no decode runs while the interpreter tears down."""
+    with _engines_lock:
+        engines = [engine for engine, _ in _engines.values()]
+        _engines.clear()
+    for engine in engines:
+        engine.close()

@@ -4,6 +4,10 @@ Order of operations for one row (as in Hugging Face / vLLM):
   penalties and logit_bias -> temperature -> top_k -> top_p -> min_p -> draw.
 temperature 0 (or top_k 1) is greedy. A request with a seed draws from its own PCG64 stream,
 one uniform number per token, so the same seed and the same input give the same output.
+This holds whether the prompt was computed or restored from the prefix cache (the scheduler
+decodes the last prompt token in a step of its own). One caveat, as with every batching
+server: llama.cpp's CPU kernels round differently when a step also carries a long prompt chunk
+of another request, so a token computed next to one can differ in the last bits of its logits.
 Log-probabilities are those of the model's own distribution (raw logits, temperature 1, no
 penalties), as vLLM reports them by default.
 """

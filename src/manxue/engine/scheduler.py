@@ -7,8 +7,11 @@ finished and cancelled ones leave between steps and free their sequence slot at 
 
 A new request first looks for the longest shared prefix: among running sequences (the unified
 KV cache shares those cells, llama_memory_seq_cp) and among saved prefixes (prefix_cache.py,
-restored with llama_state_seq_set_data). At least the last prompt token is always decoded
-again, since llama.cpp only returns logits for tokens of the current batch.
+restored with llama_state_seq_set_data). When a running sequence is still reading a longer
+shared prefix (a burst of requests with one system prompt), the newcomer waits for it and then
+shares its cells, so the prefix is computed once. At least the last prompt token is always
+decoded again, since llama.cpp only returns logits for tokens of the current batch. Usage
+reports exactly the reused tokens as prompt_cache_hit_tokens.
 
 If the KV cache runs out of cells, the newest sequence is swapped out (its state saved as a
 prefix), put back at the head of the queue and resumed later from that saved state.
@@ -42,6 +45,7 @@ from manxue.protocol.usage import Usage
 log = logging.getLogger("manxue.engine")
 
 _RESTORE_RATIO = 16  # restore a saved prefix only when it is at most this many times the reuse
+_IDLE_WAIT = 0.005  # seconds to wait for news when running sequences could not advance
 _WAIT_GAIN = 16  # wait for a prefix another sequence is computing when it saves this many tokens
 
 
@@ -213,6 +217,7 @@ class Scheduler:
         self._by_handle: dict[int, Sequence] = {}
         self._wake: dict[asyncio.AbstractEventLoop, list[Handle]] = {}
         self._broken: BaseException | None = None
+        self._hold = False  # after a swap-out, admit nothing until a sequence finishes
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="manxue-engine", daemon=True)
 
@@ -269,14 +274,15 @@ class Scheduler:
     # -- engine thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        idle = True
         try:
             while not self._stopping:
-                self._drain(block=not self._running and not self._waiting)
+                self._drain(block=idle, wait=None if not self._running and not self._waiting
+                            else _IDLE_WAIT)
                 if self._stopping:
                     break
                 self._admit()
-                if self._running:
-                    self._step()
+                idle = not (self._running and self._step())
                 self._deliver()
         except BaseException as exc:  # the loop must never die silently
             log.exception("local engine stopped on an error")
@@ -286,10 +292,11 @@ class Scheduler:
         finally:
             self._shutdown()
 
-    def _drain(self, *, block: bool) -> None:
+    def _drain(self, *, block: bool, wait: float | None = None) -> None:
+        """Take inbox messages; with `block`, first wait for one (`wait` seconds at most)."""
         while True:
             try:
-                kind, handle = self._inbox.get() if block else self._inbox.get_nowait()
+                kind, handle = self._inbox.get(timeout=wait) if block else self._inbox.get_nowait()
             except queue.Empty:
                 return
             block = False
@@ -314,7 +321,7 @@ class Scheduler:
     def _admit(self) -> None:
         while self._waiting and self._free:
             seq = self._waiting[0]
-            if self._running and not self._fits(seq):
+            if self._running and (self._hold or not self._fits(seq)):
                 return
             self._waiting.popleft()
             slot = self._free.pop()
@@ -371,10 +378,19 @@ class Scheduler:
         if reused:
             slot.commit(seq.target[:reused])
         seq.n_fed = reused
+        self._arm_last(seq)
         if seq.hit is None:
             seq.hit = reused
             self.stats.cache_hit_tokens += reused
             self.stats.prompt_tokens += int(seq.request.prompt.size)
+
+    @staticmethod
+    def _arm_last(seq: Sequence) -> None:
+        """The last prompt token is decoded in a step of its own rows, like a generated token,
+        so its logits do not depend on how much of the prompt was cached or chunked."""
+        if seq.needs_logits and seq.pending is None and seq.n_fed == seq.target.size - 1:
+            seq.pending = int(seq.target[-1])
+            seq.n_fed = seq.target.size
 
     def _resolve_waits(self) -> None:
         """Sequences waiting for a prefix another one is computing: share it when ready."""
@@ -409,7 +425,8 @@ class Scheduler:
             return 0
         return n
 
-    def _step(self) -> None:
+    def _step(self) -> bool:
+        """One llama_decode for every running sequence; False when there was nothing to do."""
         ctx = self.ctx
         self._resolve_waits()
         n = 0
@@ -432,29 +449,29 @@ class Scheduler:
             if not seq.prefilling or seq.wait_for is not None:
                 continue
             assert seq.slot is not None
-            take = min(budget, seq.target.size - seq.n_fed)
+            upto = seq.target.size - 1 if seq.needs_logits else seq.target.size
+            take = min(budget, upto - seq.n_fed)
+            if take <= 0:
+                continue
             end = n + take
             ctx.tok[n:end] = seq.target[seq.n_fed : seq.n_fed + take]
             ctx.pos[n:end] = np.arange(seq.slot.n, seq.slot.n + take, dtype=np.int32)
             ctx.seq[n:end] = seq.slot.seq_id
             ctx.want[n:end] = 0
-            if seq.n_fed + take == seq.target.size and seq.needs_logits:
-                ctx.want[end - 1] = 1
-                outputs.append(seq)
             fed.append((seq, take))
             n = end
             budget -= take
         if n == 0:
-            return
+            return False
         t0 = time.perf_counter()
         rc = ctx.decode(n)
         self.stats.decode_seconds += time.perf_counter() - t0
         if rc == DECODE_NO_KV_SLOT:
             self._swap_out_newest()
-            return
+            return True
         if rc != DECODE_OK:
             self._fail_running(rc)
-            return
+            return True
         self.stats.steps += 1
         in_batch = decoding + len(fed)
         if in_batch > 1:
@@ -464,13 +481,16 @@ class Scheduler:
             assert seq.slot is not None and seq.pending is not None
             seq.slot.commit([seq.pending])
             seq.pending = None
+            if seq.needs_logits:  # that was the last prompt token
+                self.stats.prompt_tokens_computed += 1
         for seq, take in fed:
             assert seq.slot is not None
             seq.slot.commit(seq.target[seq.n_fed : seq.n_fed + take])
             seq.n_fed += take
             self.stats.prompt_tokens_computed += take
+            self._arm_last(seq)
         if not outputs:
-            return
+            return True
         logits = ctx.logits(len(outputs))
         tokens, lps = sample_batch(logits, [s.sampler for s in outputs])
         self.stats.generated_tokens += len(tokens)
@@ -484,6 +504,7 @@ class Scheduler:
                 self._finish(seq, reason)
             else:
                 self._touch(seq.handle)
+        return True
 
     def _finish(self, seq: Sequence, reason: str | None) -> None:
         """End a sequence: reason None means cancelled (nobody listens any more)."""
@@ -499,6 +520,7 @@ class Scheduler:
             seq.slot = None
         if seq in self._running:
             self._running.remove(seq)
+            self._hold = False
         elif seq in self._waiting:
             self._waiting.remove(seq)
         self._by_handle.pop(seq.handle.id, None)
@@ -528,6 +550,7 @@ class Scheduler:
             return
         assert victim.slot is not None
         self.stats.preempted += 1
+        self._hold = True
         slot = victim.slot
         victim.target = slot.committed().copy()
         victim.needs_logits = victim.pending is None

@@ -70,7 +70,9 @@ class LocalProvider:
                         if delta.get("reasoning_content"):
                             reasoning.append(delta["reasoning_content"])
                         if choice.get("logprobs") is not None:
-                            logprobs = (logprobs or []) + choice["logprobs"]["content"]
+                            if logprobs is None:
+                                logprobs = []
+                            logprobs.extend(choice["logprobs"]["content"])
                         if choice.get("finish_reason"):
                             finish = choice["finish_reason"]
         except TimeoutError:
