@@ -1,0 +1,100 @@
+"""Serving the shipped model: the default `manxue serve`, --model, `manxue models`, and the
+hybrid policy (local first, cloud as overflow, unless privacy forbids leaving the machine)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from manxue.engine.default_model import default_model_path
+from manxue.testing.deepseek_emulator import Behavior
+from tests.accounting.servers import free_port
+from tests.helpers import deployment
+from tests.test_cli_serve import _start, _stop
+
+SMALL = {"n_ctx": 1024, "n_parallel": 1, "max_queue": 0, "n_threads": 1}
+ASK = [{"role": "system", "content": "You are a helpful assistant."},
+       {"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_default_serve_answers_with_the_shipped_model(tmp_path):
+    proc, port = _start()  # no config, no --model
+    try:
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=60, json={
+            "model": "smollm2", "messages": ASK, "max_tokens": 12, "temperature": 0})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert "Paris" in body["choices"][0]["message"]["content"]
+        u = body["usage"]
+        assert u["prompt_tokens"] == u["prompt_cache_hit_tokens"] + u["prompt_cache_miss_tokens"]
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"]
+        assert [m["id"] for m in models] == ["smollm2"]
+    finally:
+        out = _stop(proc)
+    assert "deployment 'smollm2' (local" in out and "local engine" in out
+
+
+def test_serve_any_gguf_with_a_name_and_list_it():
+    path = str(default_model_path())
+    r = subprocess.run([sys.executable, "-m", "manxue", "models", "--model", path, "--name", "tiny",
+                        "--json"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    [row] = json.loads(r.stdout)
+    assert row["model"] == "tiny" and row["kind"] == "local" and row["quantization"] == "Q4_1"
+    assert row["context_length"] and row["size_bytes"] > 50_000_000 and row["tokenizer"]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "manxue", "serve", "--model", path, "--name", "tiny",
+                             "--port", str(port), "--offline"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        ready = False
+        for _ in range(300):
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200
+            except httpx.TransportError:
+                pass
+            if ready:
+                break
+            time.sleep(0.1)
+        assert ready
+        r2 = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=60,
+                        json={"model": "tiny", "messages": ASK, "max_tokens": 4})
+        assert r2.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+
+
+def test_local_first_cloud_overflow_and_privacy(make_gateway, upstream):
+    local = {"name": "edge", "model": "smollm2", "kind": "local", "options": SMALL}
+    cloud = deployment(upstream, "cloud", model="smollm2", priority=1)
+    gw = make_gateway([local, cloud], router={"backoff_base": 0.01})
+    upstream.emu.default = Behavior(content="from the cloud")
+    url = gw.url + "/v1/chat/completions"
+    # the first answer runs long (end tokens masked) so the second finds the engine busy
+    body = {"model": "smollm2", "messages": ASK, "max_tokens": 120, "temperature": 0,
+            "logit_bias": {"0": -100, "1": -100, "2": -100}}
+
+    async def two(privacy: bool) -> list[httpx.Response]:
+        headers = {"X-Manxue-Privacy": "local"} if privacy else {}
+        async with httpx.AsyncClient(timeout=60) as c:
+            first = asyncio.create_task(c.post(url, json=body, headers=headers))
+            await asyncio.sleep(0.3)  # the local engine is busy with the first
+            second = await c.post(url, json={**body, "max_tokens": 4}, headers=headers)
+            return [await first, second]
+
+    a, b = asyncio.run(two(privacy=False))
+    assert a.status_code == 200 and a.json()["model"] == "smollm2"
+    assert b.status_code == 200 and b.json()["choices"][0]["message"]["content"] == "from the cloud"
+    assert len(upstream.emu.received) == 1
+
+    a, b = asyncio.run(two(privacy=True))  # may not leave the machine: refused, not sent
+    assert a.status_code == 200
+    assert b.status_code in (429, 503)
+    assert len(upstream.emu.received) == 1
