@@ -4,6 +4,7 @@ hybrid policy (local first, cloud as overflow, unless privacy forbids leaving th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -55,10 +56,8 @@ def test_serve_any_gguf_with_a_name_and_list_it():
     try:
         ready = False
         for _ in range(300):
-            try:
+            with contextlib.suppress(httpx.TransportError):
                 ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200
-            except httpx.TransportError:
-                pass
             if ready:
                 break
             time.sleep(0.1)
