@@ -67,9 +67,9 @@ class Engine:
         self._closed = False
         self._guard = threading.Lock()  # tokenizing never overlaps freeing the model
         self.scheduler.start()
-        log.info("local engine: %s (%s, %s) ctx %d/seq, %d parallel, %d threads",
-                 self.model.path.name, info.quantization, info.architecture, self.ctx_limit,
-                 opts.n_parallel, opts.threads)
+        log.info("local engine: %s (%s, %s) ctx %d/seq, %d parallel, %d threads, "
+                 "chat template: %s", self.model.path.name, info.quantization, info.architecture,
+                 self.ctx_limit, opts.n_parallel, opts.threads, self.template.kind)
 
     @property
     def info(self) -> ModelInfo:

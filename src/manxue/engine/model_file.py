@@ -121,7 +121,7 @@ class ModelFile:
             name=md.get("general.name", self.path.stem),
             architecture=md.get("general.architecture", desc[0] if desc else "unknown"),
             context_length=int(llama_cpp.llama_model_n_ctx_train(self.model)),
-            quantization=desc[-1] if desc else "unknown",
+            quantization=_quant_name(desc),
             size_bytes=self.path.stat().st_size,
             tokenizer=_TOKENIZERS.get(md.get("tokenizer.ggml.model", ""),
                                       md.get("tokenizer.ggml.model", "unknown")),
@@ -172,3 +172,16 @@ class ModelFile:
             buf = ctypes.create_string_buffer(-n)
             n = int(llama_cpp.llama_token_to_piece(self.vocab, token, buf, -n, 0, special))
         return buf.raw[:n]
+
+
+_SIZES = {"Small": "S", "Medium": "M", "Large": "L", "Extra": "XS"}
+
+
+def _quant_name(desc: list[str]) -> str:
+    """llama.cpp describes a model as "gemma3 270M Q4_K - Medium": answer "Q4_K_M"."""
+    if len(desc) < 3:
+        return desc[-1] if desc else "unknown"
+    quant = desc[2]
+    if len(desc) >= 5 and desc[3] == "-":
+        quant += "_" + _SIZES.get(desc[4], desc[4])
+    return quant
