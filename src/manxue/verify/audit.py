@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from manxue.verify.budget import Ledger
+from manxue.verify.budget import BudgetExhausted, Ledger
 from manxue.verify.catalog import find
 from manxue.verify.checks import CHECKS, TITLES, CheckContext, CheckResult
 from manxue.verify.checks.base import SKIP
@@ -22,18 +22,22 @@ from manxue.verify.posterior import posterior
 from manxue.verify.result import build_result
 from manxue.verify.verdict import decide
 
-_WANT = {"tokenizer": 3, "protocol": 4, "distribution": 16, "context": 6, "capability": 24}
+_WANT = {"tokenizer": 3, "protocol": 4, "context": 6, "capability": 24}
 _PRIORITY = ("tokenizer", "distribution", "protocol", "context", "capability")
+DIST_PROMPTS = 8
 
 
-def plan(checks: tuple[str, ...], cap: int | None, has_reference: bool) -> dict[str, int]:
-    """Requests to the audited endpoint per check. Capability probes take what is left."""
+def plan(checks: tuple[str, ...], cap: int | None, has_reference: bool,
+         samples_per_prompt: int = 2) -> dict[str, int]:
+    """Requests to the audited endpoint per check: the tokenizer fingerprint first, then the
+    distribution test (DIST_PROMPTS prompts), protocol, context; capability probes take the rest."""
+    want = {**_WANT, "distribution": DIST_PROMPTS * samples_per_prompt}
     out: dict[str, int] = {}
-    left = cap if cap is not None else sum(_WANT.values())
+    left = cap if cap is not None else sum(want.values())
     for name in _PRIORITY:
         if name not in checks or (name == "distribution" and not has_reference):
             continue
-        share = min(_WANT[name], left)
+        share = min(want[name], left)
         out[name] = share
         left -= share
     return {name: out.get(name, 0) for name in checks}
@@ -83,11 +87,20 @@ def _reference(cfg: AuditConfig, ledger: Ledger) -> Endpoint | None:
                     cfg.reference_api_key, side="reference", ledger=ledger, timeout=cfg.timeout)
 
 
+async def _run_check(name: str, ctx: CheckContext) -> CheckResult:
+    if ctx.requests <= 0 and name != "distribution":
+        return CheckResult.skipped(name, TITLES[name], "no requests left in the budget")
+    try:
+        return await CHECKS[name](ctx)
+    except BudgetExhausted as exc:
+        return CheckResult.skipped(name, TITLES[name], str(exc))
+
+
 async def run_audit(cfg: AuditConfig, progress: Progress | None = None) -> dict[str, Any]:
     progress = progress or Progress()
     started, t0 = datetime.now(UTC), time.monotonic()
     claim = find(cfg.claim or cfg.model)
-    budget = plan(cfg.checks, cfg.budget_requests, cfg.has_reference)
+    budget = plan(cfg.checks, cfg.budget_requests, cfg.has_reference, cfg.options.dist_samples)
     for name in cfg.checks:
         progress.checks[name] = CheckProgress(name, TITLES[name], budget[name])
     progress.changed()
@@ -101,8 +114,7 @@ async def run_audit(cfg: AuditConfig, progress: Progress | None = None) -> dict[
             entry.state = "running"
             progress.changed()
             ctx = CheckContext(suspect, reference, claim, cfg.seed, budget[name], cfg.options)
-            result = await CHECKS[name](ctx) if budget[name] > 0 or name == "distribution" \
-                else CheckResult.skipped(name, TITLES[name], "no requests left in the budget")
+            result = await _run_check(name, ctx)
             results.append(result)
             entry.state, entry.status = "done", result.status
             progress.changed()

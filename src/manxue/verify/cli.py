@@ -42,7 +42,8 @@ def verify(
     reference_model: Annotated[str | None, typer.Option(
         "--reference-model", help="Model name at the reference (default: --model).")] = None,
     reference_api_key: Annotated[str | None, typer.Option(
-        "--reference-api-key", envvar="MANXUE_VERIFY_REFERENCE_API_KEY")] = None,
+        "--reference-api-key", envvar="MANXUE_VERIFY_REFERENCE_API_KEY",
+        help="API key for the reference endpoint.")] = None,
     budget_requests: Annotated[int, typer.Option(
         "--budget-requests", min=1, help="Most requests sent to the audited endpoint.")] = DEFAULT_BUDGET,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for the generated probes "

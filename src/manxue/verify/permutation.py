@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from math import comb
 from typing import TypeVar
 
 import numpy as np
@@ -47,6 +48,16 @@ def split_stats(gram: npt.NDArray[np.float64], nx: int) -> npt.NDArray[np.float6
     return np.array(out, dtype=np.float64)
 
 
+def _distinct_splits(strata: Sequence[tuple[Sequence[T], Sequence[T]]]) -> float:
+    """How many different values the statistic can take at most (a split and its mirror image
+    give the same MMD when both sides have equal sizes)."""
+    total = 1.0
+    for xs, ys in strata:
+        n = comb(len(xs) + len(ys), len(xs))
+        total *= n // 2 if len(xs) == len(ys) else n
+    return total
+
+
 def gram_matrix(samples: Sequence[T], kernel: Callable[[T, T], float]) -> npt.NDArray[np.float64]:
     n = len(samples)
     g = np.ones((n, n), dtype=np.float64)
@@ -74,6 +85,5 @@ def two_sample_test(strata: Sequence[tuple[Sequence[T], Sequence[T]]], kernel: C
     slack = 1e-9 * max(1.0, abs(observed))
     exceed = int(np.count_nonzero(total >= observed - slack))
     p = (1 + exceed) / (permutations + 1)
-    distinct = float(np.prod([np.unique(np.round(s, 12)).size for s in stats], dtype=np.float64))
-    resolution = max(1.0 / (permutations + 1), 1.0 / distinct)
+    resolution = max(1.0 / (permutations + 1), 1.0 / _distinct_splits(strata))
     return Result(observed, p, tuple(float(s[0]) for s in stats), resolution)

@@ -2,9 +2,10 @@
 
 P(model | evidence) ∝ P(model) · P(tokenizer fit | model) · P(reasoning seen | model)
 · P(probe results | model), with a uniform prior over the claim's group (data/candidates.toml).
-Tokenizer counts are exact and reasoning_content is there or not, so a model that contradicts
-either keeps only a factor MISMATCH (1e-6) of its weight. Probe results are beta-binomial per
-level under each model's pass-rate prior.
+Tokenizer counts are exact, so a model whose family did not fit keeps only a factor MISMATCH
+(1e-6) of its weight; reasoning_content that is there or not when a model would (not) show it
+costs a factor REASONING_MISMATCH (1e-3): weaker, since a proxy can strip or add the field.
+Probe results are beta-binomial per level under each model's pass-rate prior.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from manxue.verify import betabinom
 from manxue.verify.catalog import Candidate, rivals
 
 MISMATCH = 1e-6
+REASONING_MISMATCH = 1e-3
 
 
 def posterior(claim: Candidate | None, facts: dict[str, dict[str, Any]]) -> dict[str, float] | None:
@@ -33,7 +35,7 @@ def posterior(claim: Candidate | None, facts: dict[str, dict[str, Any]]) -> dict
         if families:
             score += 0.0 if m.tokenizer in families else log(MISMATCH)
         if reasoning is not None:
-            score += 0.0 if m.reasoning == reasoning else log(MISMATCH)
+            score += 0.0 if m.reasoning == reasoning else log(REASONING_MISMATCH)
         if passes is not None and trials is not None:
             score += betabinom.log_likelihood(passes, trials, m.priors)
         logs[m.id] = score

@@ -7,7 +7,8 @@ against (tests/verify, benchmarks/verify_power.py, the examples in docs/verify.m
 - `usage_standin`: an endpoint whose usage is counted with a given tokenizer family
   (DeepSeek, Qwen2.5, Llama-3, …), standing in for an upstream serving that family.
 
-`python -m manxue.verify.testbench` starts all of them and prints their URLs.
+`python -m manxue.verify.testbench` starts all of them (the gateway with POST /v1/verify)
+and prints their URLs.
 """
 
 from __future__ import annotations
@@ -73,15 +74,19 @@ def gemma_path() -> Path:
 
 
 def bench_deployments(smollm2: Path, q2k: Path | None, gemma: Path | None,
-                      options: dict[str, int | float | str | bool] | None = None
-                      ) -> list[dict[str, Any]]:
-    """Gateway deployments: `reference` and `honest` serve the same file; `requant` and
-    `gemma` are the substitutes (every one of them would answer to the claimed name)."""
+                      options: dict[str, int | float | str | bool] | None = None,
+                      smollm2_copy: Path | None = None) -> list[dict[str, Any]]:
+    """Gateway deployments: `reference` and `honest` serve the same file (one engine);
+    `honest-copy` serves a copy of it from a second engine (its own batches and caches);
+    `requant` and `gemma` are the substitutes. Any of them could answer to the claimed name."""
     opts = options or BENCH_OPTIONS
     out: list[dict[str, Any]] = [
         {"name": "reference", "model": "reference", "kind": "local", "path": str(smollm2), "options": opts},
         {"name": "honest", "model": "honest", "kind": "local", "path": str(smollm2), "options": opts},
     ]
+    if smollm2_copy is not None:
+        out.append({"name": "honest-copy", "model": "honest-copy", "kind": "local",
+                    "path": str(smollm2_copy), "options": opts})
     if q2k is not None:
         out.append({"name": "requant", "model": "requant", "kind": "local", "path": str(q2k),
                     "options": opts})
@@ -195,6 +200,7 @@ def main() -> None:
 
     from manxue.engine.default_model import default_model_path
     from manxue.server.app import build_app
+    from manxue.server.routes import verify as verify_routes
     from manxue.settings import settings_from_dict
     from manxue.testing.loopback import LoopbackServer
 
@@ -206,11 +212,14 @@ def main() -> None:
     q2k = requantize(smol, work / "smollm2-q2_k.gguf")
     deployments = bench_deployments(smol, q2k, gemma_path())
     settings = settings_from_dict({"deployments": deployments, "data_dir": str(work)})
-    gateway = LoopbackServer(build_app(settings), port=args.port).start()
+    app = build_app(settings)
+    verify_routes.add_routes(app)  # POST /v1/verify, whether or not the app mounts it itself
+    gateway = LoopbackServer(app, port=args.port).start()
     servers = {"gateway": gateway,
                "padding": LoopbackServer(padding_proxy(gateway.url, 16), port=args.port + 1).start()}
     for i, fam in enumerate(("deepseek", "qwen2.5", "llama3")):
-        servers[f"standin-{fam}"] = LoopbackServer(usage_standin(fam), port=args.port + 2 + i).start()
+        app_i = usage_standin(fam, reasoning=True)  # R1 and its distills all reason
+        servers[f"standin-{fam}"] = LoopbackServer(app_i, port=args.port + 2 + i).start()
     for name, srv in servers.items():
         print(f"{name:18} {srv.url}", flush=True)
     threading.Event().wait()

@@ -41,7 +41,7 @@ async def run(ctx: CheckContext) -> CheckResult:
              "tokens_per_s": round(completion / decode_s, 1)
              if isinstance(completion, int) and completion > 1 and decode_s > 0 else None}
     limit = min(ctx.options.context_max_tokens, (ctx.claim.context if ctx.claim else None) or 8192)
-    longest, failed_at = 0, None
+    longest, failed_at, refused = 0, None, False
     tried: list[dict[str, Any]] = []
     shown = [exchange(speed_body, s)]
     length = 256
@@ -57,19 +57,19 @@ async def run(ctx: CheckContext) -> CheckResult:
         except BudgetExhausted:
             break
         found = r.ok and number(secret)(r.content)
-        prompt_tokens = (r.usage or {}).get("prompt_tokens", length)
+        prompt_tokens = (r.usage or {}).get("prompt_tokens")
         tried.append({"target_tokens": length, "prompt_tokens": prompt_tokens, "found": found,
                       "status": r.status})
         shown.append(exchange(body, r))
         if not found:
-            failed_at = length
+            failed_at, refused = length, not r.ok
             break
         longest = prompt_tokens if isinstance(prompt_tokens, int) else length
         length *= 4 if length < 4096 else 2
     evidence: dict[str, Any] = {"speed": speed, "needle": tried, "limit_tokens": limit,
                                 "exchanges": shown}
     summary = (f"needle found up to {longest} prompt tokens"
-               + (f", lost at ~{failed_at}" if failed_at else "")
+               + (f", {'refused' if refused else 'lost'} at ~{failed_at}" if failed_at else "")
                + f"; TTFT {speed['ttft_s']} s, {speed['tokens_per_s']} tokens/s")
     return CheckResult(NAME, TITLE, FAIL if failed_at else PASS, summary, MEANING,
                        statistic=float(longest), counts=False, evidence=evidence)
