@@ -41,7 +41,9 @@ def main() -> None:
         procs.append(subprocess.Popen(pinned(1, [sys.executable, "-m", "manxue.testing.deepseek_emulator",
                                                  "--port", str(up_port)])))
         cfg = tmp / "bench.toml"
-        cfg.write_text(f'[server]\nlog_level = "warning"\n[[deployments]]\nname = "emu"\n'
+        # the gateway alone; benchmarks/metering.py measures what metering adds
+        cfg.write_text(f'data_dir = "{tmp / "data"}"\n[server]\nlog_level = "warning"\n'
+                       '[billing]\nenabled = false\n[[deployments]]\nname = "emu"\n'
                        f'model = "deepseek-chat"\nbase_url = "http://127.0.0.1:{up_port}"\n')
         gw = subprocess.Popen(pinned(0, [sys.executable, "-m", "manxue", "serve", "--config", str(cfg),
                                          "--port", str(gw_port)]))
@@ -94,7 +96,7 @@ def write_report(rows: list[tuple[bool, int, Result, Result, Result]], rss: list
         "",
         "Measured by `python benchmarks/gateway_overhead.py` in one run: the same wrk load straight "
         "to the DeepSeek emulator (`python -m manxue.testing.deepseek_emulator`) and through "
-        "`manxue serve` (one worker), with the smallest aiohttp relay (`benchmarks/bare_relay.py`: no "
+        "`manxue serve` (one worker, metering off: see metering.md for its cost), with the smallest aiohttp relay (`benchmarks/bare_relay.py`: no "
         "validation, routing, metrics or resilience) as the reference for what Python can do here. "
         "The gateway and the relay are pinned to CPU 0; the emulator and wrk share "
         f"CPU 1. {duration:g} s per cell.",
