@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -28,10 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from manxue.engine.default_model import default_model_path
-from manxue.server.app import build_app
-from manxue.settings import settings_from_dict
-from manxue.testing.loopback import LoopbackServer
 from manxue.verify import AuditConfig, run_audit
 from manxue.verify import testbench as tb
 from manxue.verify.audit import DIST_PROMPTS
@@ -39,8 +35,10 @@ from manxue.verify.catalog import LEVELS
 from manxue.verify.checks.base import CheckOptions
 from manxue.verify.client import Endpoint
 from manxue.verify.probes import generate
+from manxue.verify.testbench import Bench
 
 CLAIM = "smollm2-135m-instruct"
+NOTES_MARK = "<!-- notes: written by hand, kept across runs -->"
 PAD = 16
 
 
@@ -55,47 +53,22 @@ class Suspect:
     """Fraction of --runs spent on this row."""
 
 
-@dataclass
-class Bench:
-    gateway: LoopbackServer
-    proxies: dict[str, LoopbackServer]
-    standins: dict[str, LoopbackServer]
-
-    def suspects(self, text_budget: int) -> list[Suspect]:
-        g, hidden = self.gateway.url, self.proxies["nologprobs"].url
-        text = {"checks": ("distribution",), "budget_requests": text_budget,
-                "options": CheckOptions(dist_samples=max(2, text_budget // DIST_PROMPTS))}
-        return [
-            Suspect("honest", g, "honest", honest=True),
-            Suspect("honest, second engine", g, "honest-copy", honest=True),
-            Suspect("requant-q2k", g, "requant"),
-            Suspect("gemma-3-270m", g, "gemma"),
-            Suspect(f"padding +{PAD}", self.proxies["padding"].url, "honest"),
-            Suspect("requant-q2k, logprobs hidden", hidden, "requant"),
-            Suspect(f"requant-q2k, logprobs hidden, distribution only, {text_budget} requests",
-                    hidden, "requant", extra=text, share=0.5),
-            Suspect(f"honest second engine, logprobs hidden, distribution only, {text_budget} "
-                    "requests", hidden, "honest-copy", extra=text, share=0.5),
-        ]
-
-    def stop(self) -> None:
-        for s in [*self.standins.values(), *self.proxies.values(), self.gateway]:
-            s.stop()
-
-
-def start_bench(work: Path) -> Bench:
-    smol = default_model_path()
-    q2k = tb.requantize(smol, work / "smollm2-q2_k.gguf")
-    copy = work / "smollm2-copy.gguf"
-    shutil.copyfile(smol, copy)
-    deployments = tb.bench_deployments(smol, q2k, tb.gemma_path(), smollm2_copy=copy)
-    settings = settings_from_dict({"deployments": deployments, "data_dir": str(work)})
-    gw = LoopbackServer(build_app(settings)).start()
-    proxies = {"padding": LoopbackServer(tb.padding_proxy(gw.url, PAD)).start(),
-               "nologprobs": LoopbackServer(tb.padding_proxy(gw.url, 0, hide_logprobs=True)).start()}
-    standins = {f: LoopbackServer(tb.usage_standin(f, reasoning=True)).start()
-                for f in ("deepseek", "qwen2.5", "llama3")}
-    return Bench(gw, proxies, standins)
+def suspects(bench: Bench, text_budget: int) -> list[Suspect]:
+    g, hidden = bench.gateway.url, bench.nologprobs.url
+    text = {"checks": ("distribution",), "budget_requests": text_budget,
+            "options": CheckOptions(dist_samples=max(2, text_budget // DIST_PROMPTS))}
+    return [
+        Suspect("honest", g, "honest", honest=True),
+        Suspect("honest, second engine", g, "honest-copy", honest=True),
+        Suspect("requant-q2k", g, "requant"),
+        Suspect("gemma-3-270m", g, "gemma"),
+        Suspect(f"padding +{PAD}", bench.padding.url, "honest"),
+        Suspect("requant-q2k, logprobs hidden", hidden, "requant"),
+        Suspect(f"requant-q2k, logprobs hidden, distribution only, {text_budget} requests",
+                hidden, "requant", extra=text, share=0.5),
+        Suspect(f"honest second engine, logprobs hidden, distribution only, {text_budget} "
+                "requests", hidden, "honest-copy", extra=text, share=0.5),
+    ]
 
 
 @dataclass
@@ -109,37 +82,67 @@ class Tally:
     rejected_by: dict[str, int] = field(default_factory=dict)
 
     def add(self, r: dict[str, Any]) -> None:
+        """`r`: a run's summary (see summary())."""
         self.verdicts.append(r["verdict"])
         self.requests.append(r["requests"])
         self.tokens.append(r["tokens"])
         self.ref_requests.append(r["reference_requests"])
         self.ref_tokens.append(r["reference_tokens"])
         self.seconds.append(r["seconds"])
-        for c in r["checks"]:
-            if c["rejects_claim"]:
-                self.rejected_by[c["name"]] = self.rejected_by.get(c["name"], 0) + 1
+        for name in r["rejected"]:
+            self.rejected_by[name] = self.rejected_by.get(name, 0) + 1
 
     def rate(self, verdict: str) -> float:
         return self.verdicts.count(verdict) / max(1, len(self.verdicts))
 
 
-async def power(bench: Bench, args: Any, log: Any) -> dict[str, Tally]:
+class Journal:
+    """Each run's summary as a JSON line in `path`: a rerun skips the runs already there."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.done: dict[str, dict[str, Any]] = {}
+        if path is not None and path.exists():
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                self.done[row["key"]] = row
+
+    async def run(self, key: str, cfg: AuditConfig, log: Any) -> dict[str, Any]:
+        if key in self.done:
+            return self.done[key]
+        r = await run_audit(cfg)
+        row = summary(key, r)
+        if self.path is not None:
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        print(f"{key:60} {r['verdict']:13} {r['requests']:3} req {r['tokens']:5} tok "
+              f"{r['seconds']:5.1f} s", file=log, flush=True)
+        return row
+
+
+def summary(key: str, r: dict[str, Any]) -> dict[str, Any]:
+    fits = [f["family"] for c in r["checks"] for f in c["evidence"].get("fits", []) if f["fits"]]
+    return {"key": key, "verdict": r["verdict"], "requests": r["requests"], "tokens": r["tokens"],
+            "reference_requests": r["reference_requests"], "reference_tokens": r["reference_tokens"],
+            "seconds": r["seconds"], "rejected": [c["name"] for c in r["checks"] if c["rejects_claim"]],
+            "fits": fits}
+
+
+async def power(bench: Bench, args: Any, journal: Journal) -> dict[str, Tally]:
     out: dict[str, Tally] = {}
-    for s in bench.suspects(args.text_budget):
+    for s in suspects(bench, args.text_budget):
         tally = out.setdefault(s.name, Tally())
         n = args.honest_runs if s.honest else max(1, round(args.runs * s.share))
         for seed in range(1, n + 1):
             kw: dict[str, Any] = {"budget_requests": args.budget, **s.extra}
             cfg = AuditConfig(base_url=s.url, model=s.model, claim=CLAIM, seed=seed,
                               reference_url=bench.gateway.url, reference_model="reference", **kw)
-            r = await run_audit(cfg)
-            tally.add(r)
-            print(f"{s.name[:40]:40} seed {seed:4} {r['verdict']:13} {r['requests']:3} req "
-                  f"{r['tokens']:5} tok {r['seconds']:5.1f} s", file=log, flush=True)
+            tally.add(await journal.run(f"{s.name} | seed {seed}", cfg, sys.stderr))
     return out
 
 
-async def fingerprints(bench: Bench, runs: int, log: Any) -> dict[str, tuple[int, int, list[int]]]:
+async def fingerprints(bench: Bench, runs: int, journal: Journal
+                       ) -> dict[str, tuple[int, int, list[int]]]:
     """family → (identified exactly, runs, requests per run)."""
     out: dict[str, tuple[int, int, list[int]]] = {}
     for fam, srv in bench.standins.items():
@@ -147,12 +150,9 @@ async def fingerprints(bench: Bench, runs: int, log: Any) -> dict[str, tuple[int
         for seed in range(1, runs + 1):
             cfg = AuditConfig(base_url=srv.url, model="deepseek-reasoner", claim="deepseek-r1",
                               budget_requests=3, seed=seed, checks=("tokenizer",))
-            r = await run_audit(cfg)
-            found = r["checks"][0]["evidence"].get("fits", [])
-            fitting = [f["family"] for f in found if f["fits"]]
-            right += fitting == [fam]
-            spent.append(r["requests"])
-            print(f"standin {fam:10} seed {seed:4} fits {fitting}", file=log, flush=True)
+            row = await journal.run(f"standin {fam} | seed {seed}", cfg, sys.stderr)
+            right += row["fits"] == [fam]
+            spent.append(row["requests"])
         out[fam] = (right, runs, spent)
     return out
 
@@ -196,7 +196,8 @@ def render(tallies: dict[str, Tally], fps: dict[str, tuple[int, int, list[int]]]
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()} with {os.cpu_count()} "
         f"cores (shared with other work), Python {platform.python_version()}; "
-        f"{wall / 60:.0f} min in all. Command:",
+        f"{wall / 60:.0f} min in all (wall time of the last, resumed, invocation when --state "
+        "was used). Command:",
         "",
         "```",
         f"python benchmarks/verify_power.py --runs {args.runs} --honest-runs {args.honest_runs} "
@@ -230,7 +231,7 @@ def render(tallies: dict[str, Tally], fps: dict[str, tuple[int, int, list[int]]]
               "|---|---|---|---|"]
     for fam, (right, runs, spent) in fps.items():
         lines.append(f"| {fam} | {runs} | {right}/{runs} ({right / max(1, runs):.0%}) | {_mean(spent)} |")
-    return "\n".join(lines + NOTES) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def _targets(tallies: dict[str, Tally], fps: dict[str, tuple[int, int, list[int]]]) -> list[str]:
@@ -263,49 +264,19 @@ def _targets(tallies: dict[str, Tally], fps: dict[str, tuple[int, int, list[int]
     return out
 
 
-NOTES = [
-    "",
-    "## Reading the numbers",
-    "",
-    "- **What catches what.** The Q2_K copy has SmolLM2's tokenizer, template and (within noise) "
-    "its probe pass rates; only the distribution test sees it, through the logprobs of the first "
-    "generated positions, which move by 0.5–1 nat (the honest noise between batches and cached "
-    "prefixes of the engine is at most ~0.16 nat, under the 0.25 tolerance). Gemma is caught by "
-    "the tokenizer (exact) and the distribution test; the padding proxy by the tokenizer's offset.",
-    "- **The honest control** runs on the reference's own engine (`honest`) and on a second "
-    "engine loading a copy of the file (`honest, second engine`: its own batches and caches). "
-    "Both are on the same CPU as the reference; a faithful provider on other hardware adds "
-    "numerical noise this bench does not have, which is what the logprob tolerance is for.",
-    "- **Missed: no logprobs.** When the endpoint does not return logprobs the distribution test "
-    "falls back to a kernel on the text of 4-token samples. With 2 samples per prompt (16 "
-    "requests) it has almost no power against this Q2_K copy, and with 6 per prompt (48 "
-    "requests, distribution test only) it catches a minority of runs. The shifts are real but "
-    "small relative to sampling noise at temperature 1; published two-sample tests of this kind "
-    "(Model Equality Testing, ICLR 2025) use ~10 samples per prompt over many prompts. Such "
-    "audits end `inconclusive`, never `authentic` (a text-only pass does not count as evidence "
-    "of authenticity), so the miss is a lack of evidence, not a false acquittal.",
-    "- **This Q2_K is mild.** SmolLM2's 576-wide rows are not multiples of 256, so llama.cpp "
-    "falls back to Q4_0 for 180 of 272 tensors: 5.14 bits per weight against the original's "
-    "5.74. A true 2-bit quantization of a large model moves logprobs more.",
-    "- **Time** is the CPU engine's on two cores shared with other work (one thread per engine); "
-    "it says nothing about the verifier's own cost, which is a few milliseconds per audit "
-    "besides the requests.",
-]
-
-
 async def main_async(args: Any) -> str | None:
     """Run; returns the report text (None when calibrating)."""
     logging.getLogger("manxue.engine.llama").setLevel(logging.ERROR)
-    work = Path(tempfile.mkdtemp(prefix="verify-bench-"))
-    bench = start_bench(work)
+    bench = tb.start_bench(Path(tempfile.mkdtemp(prefix="verify-bench-")), pad=PAD, second_engine=True)
     try:
         if args.calibrate:
             for cid, (passes, tried) in (await calibrate(bench, args.trials)).items():
                 print(f"# {cid}\npasses = {passes}\ntrials = {tried}")
             return None
         t0 = time.monotonic()
-        fps = await fingerprints(bench, args.fingerprint_runs, sys.stderr)
-        tallies = await power(bench, args, sys.stderr)
+        journal = Journal(args.state)
+        fps = await fingerprints(bench, args.fingerprint_runs, journal)
+        tallies = await power(bench, args, journal)
         return render(tallies, fps, args, time.monotonic() - t0)
     finally:
         bench.stop()
@@ -319,14 +290,18 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=40, help="requests per audit")
     ap.add_argument("--text-budget", type=int, default=48,
                     help="requests of the text-only distribution rows")
-    ap.add_argument("--out", default="docs/benchmarks/verify.md")
-    ap.add_argument("--notes", type=Path, default=None, help="text appended to the report")
+    ap.add_argument("--out", default="docs/benchmarks/verify.md",
+                    help="the report; text after its notes marker is kept")
+    ap.add_argument("--state", type=Path, default=None,
+                    help="JSON-lines file of finished runs: a rerun resumes from it")
     ap.add_argument("--calibrate", action="store_true", help="measure capability priors instead")
     ap.add_argument("--trials", type=int, default=60, help="probes per level when calibrating")
     args = ap.parse_args()
     text = asyncio.run(main_async(args))
     if text is not None:
-        Path(args.out).write_text(text + (args.notes.read_text() if args.notes else ""))
+        out = Path(args.out)
+        kept = out.read_text().partition(NOTES_MARK)[2] if out.exists() else ""
+        out.write_text(text + "\n" + NOTES_MARK + (kept or "\n"))
         print(text)
 
 

@@ -4,6 +4,7 @@ against (tests/verify, benchmarks/verify_power.py, the examples in docs/verify.m
 - a gateway serving SmolLM2-135M-Instruct through the embedded engine as the reference, and as
   suspects: the same file (honest), the same weights requantized to Q2_K, and Gemma-3-270M;
 - `padding_proxy`: an endpoint in front of another that adds a constant to prompt_tokens;
+- `padding_proxy(..., hide_logprobs=True)`: an endpoint that offers no logprobs;
 - `usage_standin`: an endpoint whose usage is counted with a given tokenizer family
   (DeepSeek, Qwen2.5, Llama-3, …), standing in for an upstream serving that family.
 
@@ -19,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ import orjson
 from aiohttp import web
 
 from manxue.accounting import tokencount
+from manxue.testing.loopback import LoopbackServer
 
 BENCH_OPTIONS: dict[str, int | float | str | bool] = {"n_ctx": 4096, "n_parallel": 4, "n_threads": 1,
                                                        "max_queue": 256}
@@ -192,35 +195,67 @@ def usage_standin(family: str, *, reasoning: bool = False) -> web.Application:
     return app
 
 
+@dataclass
+class Bench:
+    """The running bench: the gateway, the proxies in front of it, the usage stand-ins."""
+
+    gateway: LoopbackServer
+    padding: LoopbackServer
+    nologprobs: LoopbackServer
+    standins: dict[str, LoopbackServer]
+
+    def servers(self) -> dict[str, LoopbackServer]:
+        return {"gateway": self.gateway, "padding": self.padding, "nologprobs": self.nologprobs,
+                **{f"standin-{k}": v for k, v in self.standins.items()}}
+
+    def stop(self) -> None:
+        for srv in reversed(self.servers().values()):
+            srv.stop()
+
+
+def start_bench(work: Path, *, pad: int = 16, second_engine: bool = False, port: int = 0) -> Bench:
+    """Requantize into `work`, then start everything (on `port`, `port + 1`, … when not 0).
+
+    The gateway also serves POST /v1/verify; `second_engine` adds `honest-copy`, a copy of the
+    SmolLM2 file served by its own engine."""
+    import shutil
+
+    from manxue.engine.default_model import default_model_path
+    from manxue.server.app import build_app
+    from manxue.server.routes import verify as verify_routes
+    from manxue.settings import settings_from_dict
+
+    smol = default_model_path()
+    q2k = requantize(smol, work / "smollm2-q2_k.gguf")
+    copy = work / "smollm2-copy.gguf" if second_engine else None
+    if copy is not None:
+        shutil.copyfile(smol, copy)
+    deployments = bench_deployments(smol, q2k, gemma_path(), smollm2_copy=copy)
+    app = build_app(settings_from_dict({"deployments": deployments, "data_dir": str(work)}))
+    verify_routes.add_routes(app)  # harmless when the app mounts it itself
+
+    def at(i: int) -> int:
+        return port + i if port else 0
+
+    gateway = LoopbackServer(app, port=at(0)).start()
+    padding = LoopbackServer(padding_proxy(gateway.url, pad), port=at(1)).start()
+    nologprobs = LoopbackServer(padding_proxy(gateway.url, 0, hide_logprobs=True), port=at(2)).start()
+    standins = {fam: LoopbackServer(usage_standin(fam, reasoning=True), port=at(3 + i)).start()
+                for i, fam in enumerate(("deepseek", "qwen2.5", "llama3"))}  # R1 and distills reason
+    return Bench(gateway, padding, nologprobs, standins)
+
+
 def main() -> None:
     """Start the bench on fixed ports and wait (Ctrl-C stops it)."""
     import argparse
     import tempfile
     import threading
 
-    from manxue.engine.default_model import default_model_path
-    from manxue.server.app import build_app
-    from manxue.server.routes import verify as verify_routes
-    from manxue.settings import settings_from_dict
-    from manxue.testing.loopback import LoopbackServer
-
     ap = argparse.ArgumentParser(description="the verifier's test bench")
     ap.add_argument("--port", type=int, default=8770, help="gateway port; the others follow it")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="manxue-bench-"))
-    smol = default_model_path()
-    q2k = requantize(smol, work / "smollm2-q2_k.gguf")
-    deployments = bench_deployments(smol, q2k, gemma_path())
-    settings = settings_from_dict({"deployments": deployments, "data_dir": str(work)})
-    app = build_app(settings)
-    verify_routes.add_routes(app)  # POST /v1/verify, whether or not the app mounts it itself
-    gateway = LoopbackServer(app, port=args.port).start()
-    servers = {"gateway": gateway,
-               "padding": LoopbackServer(padding_proxy(gateway.url, 16), port=args.port + 1).start()}
-    for i, fam in enumerate(("deepseek", "qwen2.5", "llama3")):
-        app_i = usage_standin(fam, reasoning=True)  # R1 and its distills all reason
-        servers[f"standin-{fam}"] = LoopbackServer(app_i, port=args.port + 2 + i).start()
-    for name, srv in servers.items():
+    bench = start_bench(Path(tempfile.mkdtemp(prefix="manxue-bench-")), port=args.port)
+    for name, srv in bench.servers().items():
         print(f"{name:18} {srv.url}", flush=True)
     threading.Event().wait()
 

@@ -51,5 +51,10 @@ def decide(results: list[CheckResult], alpha: float, claim_id: str | None,
         return AUTHENTIC, (f"no check rejected the claim; tokenizer as claimed and posterior "
                            f"{post[claim_id]:.2f} on {claim_id} (without a reference, a "
                            "quantization of the same weights is not ruled out)")
+    if dist is not None and dist.status == PASS and dist.evidence.get("kernel") != "logprobs":
+        hint = ("the distribution test ran on text only (no logprobs from the endpoint or the "
+                "reference), which has little power at this budget")
+    else:
+        hint = "give a reference endpoint for the distribution test"
     return INCONCLUSIVE, ("no check rejected the claim, but none could tell it from a close "
-                          "substitute (give a reference endpoint for the distribution test)")
+                          f"substitute: {hint}")
