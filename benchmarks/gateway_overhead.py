@@ -96,7 +96,8 @@ def write_report(rows: list[tuple[bool, int, Result, Result, Result]], rss: list
         "",
         "Measured by `python benchmarks/gateway_overhead.py` in one run: the same wrk load straight "
         "to the DeepSeek emulator (`python -m manxue.testing.deepseek_emulator`) and through "
-        "`manxue serve` (one worker, metering off: see metering.md for its cost), with the smallest aiohttp relay (`benchmarks/bare_relay.py`: no "
+        "`manxue serve` (one worker, metering off: see metering.md for its cost), with the "
+        "smallest aiohttp relay (`benchmarks/bare_relay.py`: no "
         "validation, routing, metrics or resilience) as the reference for what Python can do here. "
         "The gateway and the relay are pinned to CPU 0; the emulator and wrk share "
         f"CPU 1. {duration:g} s per cell.",
