@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from manxue.accounting import timeseries
-from manxue.accounting.meter import Meter
-from manxue.errors import InvalidParameters, ServiceUnavailable
-from manxue.server.routes.admin_deployments import check_admin
+from manxue.errors import InvalidParameters
+from manxue.server.routes.admin_keys import admin_meter, query_time
 from manxue.server.state import state_of
 
 
@@ -35,25 +33,6 @@ def add_routes(app: web.Application) -> None:
         return
     app.router.add_get("/admin/dashboard/series", series)
     app.router.add_get("/admin/dashboard/errors", errors)
-
-
-def _meter(request: web.Request) -> Meter:
-    check_admin(request)
-    meter = state_of(request).meter
-    if meter is None:
-        raise ServiceUnavailable("metering is off on this gateway ([billing] enabled = false)",
-                                 code="metering_off")
-    return meter
-
-
-def _time(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidParameters(f"{name} must be ISO 8601", param=name) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _int(value: str | None, name: str, default: int, most: int) -> int:
@@ -70,9 +49,9 @@ def _json(obj: Any) -> web.Response:
 
 
 async def series(request: web.Request) -> web.Response:
-    meter = _meter(request)
+    meter = admin_meter(request)
     q = request.query
-    since, until = _time(q.get("since"), "since"), _time(q.get("until"), "until")
+    since, until = query_time(q.get("since"), "since"), query_time(q.get("until"), "until")
     top = _int(q.get("top"), "top", 8, 50)
     await meter.writer.flush()  # include everything settled so far
     data = await asyncio.to_thread(
@@ -82,9 +61,9 @@ async def series(request: web.Request) -> web.Response:
 
 
 async def errors(request: web.Request) -> web.Response:
-    meter = _meter(request)
+    meter = admin_meter(request)
     q = request.query
-    since, until = _time(q.get("since"), "since"), _time(q.get("until"), "until")
+    since, until = query_time(q.get("since"), "since"), query_time(q.get("until"), "until")
     limit = _int(q.get("limit"), "limit", 10, 100)
     await meter.writer.flush()
     failed = await asyncio.to_thread(timeseries.top_errors, meter.store.engine, since=since,

@@ -35,7 +35,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/invoice", invoice)
 
 
-def _meter(request: web.Request) -> Meter:
+def admin_meter(request: web.Request) -> Meter:
+    """The meter, for a request carrying the admin key (503 when metering is off)."""
     check_admin(request)
     meter = state_of(request).meter
     if meter is None:
@@ -68,7 +69,8 @@ def _decimal(value: Any, name: str) -> Decimal | None:
         raise InvalidParameters(f"{name} must be a number", param=name) from None
 
 
-def _time(value: str | None, name: str) -> datetime | None:
+def query_time(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 query parameter as an aware datetime (UTC when no zone is given)."""
     if not value:
         return None
     try:
@@ -79,7 +81,7 @@ def _time(value: str | None, name: str) -> datetime | None:
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    meter = _meter(request)
+    meter = admin_meter(request)
     store = meter.store
     recs, spent = await asyncio.to_thread(lambda: (store.all(request.query.get("tenant")), store.spent()))
     return _json({"object": "list", "data": [r.public(spent.get(r.id, 0)) for r in recs]})
@@ -90,7 +92,7 @@ _CREATE_FIELDS = {"tenant", "name", "balance", "currency", "price_list", "models
 
 
 async def create_key(request: web.Request) -> web.Response:
-    meter = _meter(request)
+    meter = admin_meter(request)
     b = await _body(request)
     unknown = set(b) - _CREATE_FIELDS
     if unknown:
@@ -112,7 +114,7 @@ async def create_key(request: web.Request) -> web.Response:
             tenant, name=b.get("name"), balance=_decimal(b.get("balance"), "balance"),
             currency=str(b.get("currency") or "USD"), price_list=b.get("price_list"), models=models,
             rpm=b.get("rpm"), tpm=b.get("tpm"), max_concurrency=b.get("max_concurrency"),
-            privacy=b.get("privacy"), expires_at=_time(b.get("expires_at"), "expires_at"),
+            privacy=b.get("privacy"), expires_at=query_time(b.get("expires_at"), "expires_at"),
             daily_budget=_decimal(b.get("daily_budget"), "daily_budget"),
             monthly_budget=_decimal(b.get("monthly_budget"), "monthly_budget"))
 
@@ -122,7 +124,7 @@ async def create_key(request: web.Request) -> web.Response:
 
 
 async def change_key(request: web.Request) -> web.Response:
-    meter = _meter(request)
+    meter = admin_meter(request)
     ref, action = request.match_info["ref"], request.match_info["action"]
     store = meter.store
     secret = None
@@ -147,9 +149,9 @@ async def change_key(request: web.Request) -> web.Response:
 
 
 async def usage(request: web.Request) -> web.Response:
-    meter = _meter(request)
+    meter = admin_meter(request)
     q = request.query
-    since, until = _time(q.get("since"), "since"), _time(q.get("until"), "until")
+    since, until = query_time(q.get("since"), "since"), query_time(q.get("until"), "until")
     limit = q.get("limit")
     if limit is not None and not limit.isdigit():
         raise InvalidParameters("limit must be a positive integer", param="limit")
@@ -166,7 +168,7 @@ async def usage(request: web.Request) -> web.Response:
 
 
 async def invoice(request: web.Request) -> web.Response:
-    meter = _meter(request)
+    meter = admin_meter(request)
     tenant, month = request.query.get("tenant"), request.query.get("month")
     if not tenant or not month:
         raise InvalidRequest("give ?tenant=NAME&month=YYYY-MM")
