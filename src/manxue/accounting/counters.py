@@ -58,10 +58,16 @@ _period_cache: tuple[int, tuple[str, str]] = (-1, ("", ""))
 
 def period_keys(now: datetime) -> tuple[str, str]:
     """The UTC day and month of `now` as "YYYYMMDD", "YYYYMM" (cached per second)."""
+    return period_keys_at(now.timestamp())
+
+
+def period_keys_at(ts: float) -> tuple[str, str]:
+    """`period_keys` for a POSIX time."""
     global _period_cache
-    second = int(now.timestamp())
+    second = int(ts)
     if _period_cache[0] != second:
-        _period_cache = (second, (now.strftime("%Y%m%d"), now.strftime("%Y%m")))
+        day = time.strftime("%Y%m%d", time.gmtime(second))
+        _period_cache = (second, (day, day[:6]))
     return _period_cache[1]
 
 
@@ -74,8 +80,10 @@ def seconds_to_period_end(now: datetime, monthly: bool) -> float:
     return (nxt - now).total_seconds()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Bucket:
+    """A token bucket holding a minute's worth, refilled continuously."""
+
     level: float
     at: float
 
@@ -85,11 +93,12 @@ class _Bucket:
         return self.level
 
 
-@dataclass
+@dataclass(slots=True)
 class _KeyState:
     rpm: _Bucket | None = None
     tpm: _Bucket | None = None
     inflight: dict[str, int] = field(default_factory=dict)
+    reserved: int = 0  # the sum of `inflight`
     spent: int = 0
     day: tuple[str, int] = ("", 0)
     month: tuple[str, int] = ("", 0)
@@ -109,37 +118,51 @@ class LocalCounters:
 
     async def admit(self, key_id: str, req_id: str, reserve_nano: int, limits: Limits,
                     ttl: float) -> Refusal | None:
-        st = self._state(key_id)
-        mono = time.monotonic()
+        return self.admit_now(key_id, req_id, reserve_nano, limits, ttl)
+
+    def admit_now(self, key_id: str, req_id: str, reserve_nano: int, limits: Limits,
+                  ttl: float) -> Refusal | None:
+        """`admit` without a coroutine: nothing here waits."""
+        st = self._keys.get(key_id) or self._state(key_id)
         if limits.max_concurrency is not None and len(st.inflight) >= limits.max_concurrency:
             return Refusal("concurrency", 1.0)
-        if limits.rpm is not None:
-            if st.rpm is None:
-                st.rpm = _Bucket(float(limits.rpm), mono)
-            if st.rpm.refill(limits.rpm, mono) < 1:
-                return Refusal("rpm", (1 - st.rpm.level) * 60.0 / limits.rpm)
-        if limits.tpm is not None:
-            if st.tpm is None:
-                st.tpm = _Bucket(float(limits.tpm), mono)
-            if st.tpm.refill(limits.tpm, mono) < 1:
-                return Refusal("tpm", (1 - st.tpm.level) * 60.0 / limits.tpm)
-        reserved = sum(st.inflight.values())
+        rpm, tpm = limits.rpm, limits.tpm
+        if rpm is not None or tpm is not None:
+            mono = time.monotonic()
+            if rpm is not None:
+                st.rpm = bucket = st.rpm or _Bucket(float(rpm), mono)
+                if bucket.refill(rpm, mono) < 1:
+                    return Refusal("rpm", (1 - bucket.level) * 60.0 / rpm)
+            if tpm is not None:
+                st.tpm = bucket = st.tpm or _Bucket(float(tpm), mono)
+                if bucket.refill(tpm, mono) < 1:
+                    return Refusal("tpm", (1 - bucket.level) * 60.0 / tpm)
+        reserved = st.reserved
         if limits.credits_nano is not None and \
                 limits.credits_nano - st.spent - reserved < reserve_nano:
             return Refusal("balance")
+        if limits.daily_budget_nano is not None or limits.monthly_budget_nano is not None:
+            refusal = self._budgets(st, reserved + reserve_nano, limits)
+            if refusal is not None:
+                return refusal
+        if st.rpm is not None:
+            st.rpm.level -= 1
+        st.inflight[req_id] = reserve_nano
+        st.reserved = reserved + reserve_nano
+        return None
+
+    @staticmethod
+    def _budgets(st: _KeyState, committed: int, limits: Limits) -> Refusal | None:
         now = datetime.now(UTC)
         day, month = period_keys(now)
         if limits.daily_budget_nano is not None:
             spent_today = st.day[1] if st.day[0] == day else 0
-            if spent_today + reserved + reserve_nano > limits.daily_budget_nano:
+            if spent_today + committed > limits.daily_budget_nano:
                 return Refusal("daily_budget", seconds_to_period_end(now, False))
         if limits.monthly_budget_nano is not None:
             spent_month = st.month[1] if st.month[0] == month else 0
-            if spent_month + reserved + reserve_nano > limits.monthly_budget_nano:
+            if spent_month + committed > limits.monthly_budget_nano:
                 return Refusal("monthly_budget", seconds_to_period_end(now, True))
-        if st.rpm is not None:
-            st.rpm.level -= 1
-        st.inflight[req_id] = reserve_nano
         return None
 
     async def settle(self, key_id: str, req_id: str, cost_nano: int, tokens: int,
@@ -149,18 +172,19 @@ class LocalCounters:
     def settle_now(self, key_id: str, req_id: str, cost_nano: int, tokens: int,
                    limits: Limits) -> None:
         """`settle` without a coroutine: nothing here waits."""
-        st = self._state(key_id)
-        st.inflight.pop(req_id, None)
-        st.spent += cost_nano
-        day, month = period_keys(datetime.now(UTC))
-        st.day = (day, (st.day[1] if st.day[0] == day else 0) + cost_nano)
-        st.month = (month, (st.month[1] if st.month[0] == month else 0) + cost_nano)
-        if limits.tpm is not None and tokens:
+        st = self._keys.get(key_id) or self._state(key_id)
+        st.reserved -= st.inflight.pop(req_id, 0)
+        if cost_nano:
+            st.spent += cost_nano
+            day, month = period_keys_at(time.time())
+            d, m = st.day, st.month
+            st.day = (day, (d[1] if d[0] == day else 0) + cost_nano)
+            st.month = (month, (m[1] if m[0] == month else 0) + cost_nano)
+        tpm = limits.tpm
+        if tpm is not None and tokens:
             mono = time.monotonic()
-            if st.tpm is None:
-                st.tpm = _Bucket(float(limits.tpm), mono)
-            st.tpm.refill(limits.tpm, mono)
-            st.tpm.level -= tokens
+            st.tpm = bucket = st.tpm or _Bucket(float(tpm), mono)
+            bucket.level = bucket.refill(tpm, mono) - tokens
 
     async def load_spent(self, total: dict[str, int], day: dict[str, int],
                          month: dict[str, int]) -> None:

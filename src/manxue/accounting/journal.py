@@ -1,18 +1,29 @@
 """The append-only journal: every ledger row is written here before its answer is delivered.
 
-Rows go to a segment file with one unbuffered `write` each, so once `append` returns the row
-survives the process being killed. A background flusher moves rows to SQL in batches and then
-deletes the segments it emptied. Whoever starts next replays the segments no live process
-holds (each writer keeps an exclusive lock on its open segment), idempotently by request id.
+A segment is a file allocated up front (`posix_fallocate`, so a full disk is found when a
+segment is opened, not halfway through a row) and mapped into memory. Appending a row is a
+copy into that mapping, with no system call: the kernel's page cache holds the row the moment
+the copy ends, so it survives the process being killed exactly as a `write` would (neither
+survives a power cut without fsync; see docs/billing.md).
+
+A segment starts with a header line naming the columns (`{"columns": [...]}`); each row
+follows as one JSON array in that order, so a segment stays readable whatever migrations run
+before it is replayed. The space after the last row is zeros until the segment is sealed
+(cut to its length and closed). The flusher seals the open segment every `max_age` seconds,
+or once it is half full, and deletes sealed segments once their rows are in SQL. Whoever
+starts next replays the segments no live process holds (each writer keeps an exclusive lock
+on its open segment), idempotently by request id.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
+import mmap
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,58 +31,147 @@ import orjson
 
 log = logging.getLogger("manxue.ledger")
 
-_MAX_SEGMENT = 64 * 1024 * 1024
+SEGMENT_BYTES = 8 * 1024 * 1024
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14+
+_DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE
+
+
+class Segment:
+    """One journal file, locked, allocated and mapped; rows are copied in at `pos`."""
+
+    def __init__(self, path: Path, fd: int, size: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.size = size
+        self.mm = mmap.mmap(fd, size)
+        self.pos = 0
+        self.opened = time.monotonic()
+
+    @classmethod
+    def create(cls, directory: Path, header: bytes, size: int) -> Segment:
+        path = directory / f"segment-{os.getpid()}-{time.time_ns()}.jsonl"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.posix_fallocate(fd, 0, size)
+            seg = cls(path, fd, size)
+            # take the page faults here (a worker thread), not on the request path; an older
+            # kernel refuses, and pages are then mapped on first write
+            with contextlib.suppress(OSError, ValueError):
+                seg.mm.madvise(_MADV_POPULATE_WRITE)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        seg.write(header)
+        return seg
+
+    def write(self, line: bytes) -> bool:
+        """Copy `line` in; False when it does not fit (nothing is written then)."""
+        end = self.pos + len(line)
+        if end > self.size:
+            return False
+        self.mm[self.pos:end] = line
+        self.pos = end
+        return True
+
+    @property
+    def fill(self) -> float:
+        return self.pos / self.size
+
+    def seal(self) -> None:
+        """Unmap, cut the file to its rows and close it (which drops the lock)."""
+        self.mm.close()
+        try:
+            os.ftruncate(self.fd, self.pos)
+        finally:
+            os.close(self.fd)
 
 
 class Journal:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, columns: Sequence[str], *,
+                 segment_bytes: int = SEGMENT_BYTES, max_age: float = 10.0) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = None
-        self._path: Path | None = None
-        self._size = 0
-        self._closed_segments: list[Path] = []
+        self.segment_bytes = segment_bytes
+        self.max_age = max_age
+        self._header = orjson.dumps({"columns": list(columns)}, option=_DUMPS_OPTIONS)
+        self._open: Segment | None = None
+        self._sealed: list[Path] = []
 
-    def _open_segment(self) -> None:
-        name = f"segment-{os.getpid()}-{time.time_ns()}.jsonl"
-        path = self.dir / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._fd, self._path, self._size = fd, path, 0
+    # ---- the request path ---------------------------------------------------------------------
+    def append(self, row: tuple[Any, ...]) -> None:
+        """Write one row (values in the header's column order)."""
+        line = orjson.dumps(row, option=_DUMPS_OPTIONS)
+        seg = self._open
+        if seg is not None:  # Segment.write, inlined: this runs once per request
+            start = seg.pos
+            end = start + len(line)
+            if end <= seg.size:
+                seg.mm[start:end] = line
+                seg.pos = end
+                return
+        seg = self._new_segment(len(line))
+        self._install(seg)
+        seg.write(line)
 
-    def append(self, row: dict[str, Any]) -> None:
-        if self._fd is None or self._size > _MAX_SEGMENT:
-            self.rotate()
-            self._open_segment()
-        line = orjson.dumps(row) + b"\n"
-        assert self._fd is not None
-        os.write(self._fd, line)
-        self._size += len(line)
+    # ---- the flusher --------------------------------------------------------------------------
+    def due(self) -> bool:
+        """Whether the open segment should be sealed now (old, or half full)."""
+        seg = self._open
+        return seg is not None and (seg.fill >= 0.5 or time.monotonic() - seg.opened >= self.max_age)
 
-    def rotate(self) -> list[Path]:
-        """Close the open segment; return every closed segment not yet released."""
-        if self._fd is not None:
-            fd, path = self._fd, self._path
-            self._fd, self._path = None, None
-            os.close(fd)  # also drops the lock
-            assert path is not None
-            self._closed_segments.append(path)
-        return list(self._closed_segments)
+    def new_segment(self) -> Segment:
+        """A fresh segment (call from a worker thread; install it with `swap`)."""
+        return self._new_segment(0)
+
+    def swap(self, seg: Segment) -> Segment | None:
+        """Make `seg` the open segment; return the previous one, to be sealed (in a thread)."""
+        old, self._open = self._open, seg
+        if old is not None:
+            self._sealed.append(old.path)
+        return old
+
+    def sealed(self) -> list[Path]:
+        """Segments no longer written to and not yet released."""
+        return list(self._sealed)
 
     def release(self, segments: list[Path]) -> None:
         """The rows of these segments are in SQL: delete them."""
+        delete(segments)
+        self.forget(segments)
+
+    def forget(self, segments: list[Path]) -> None:
+        """These segments were deleted (`delete`, from a worker thread)."""
         for seg in segments:
-            seg.unlink(missing_ok=True)
-            if seg in self._closed_segments:
-                self._closed_segments.remove(seg)
+            if seg in self._sealed:
+                self._sealed.remove(seg)
 
-    def close(self) -> None:
-        self.rotate()
+    def close(self) -> list[Path]:
+        """Seal the open segment; return every sealed segment not yet released."""
+        old = self._open
+        self._open = None
+        if old is not None:
+            old.seal()
+            self._sealed.append(old.path)
+        return list(self._sealed)
 
+    def _new_segment(self, line_bytes: int) -> Segment:
+        size = max(self.segment_bytes, len(self._header) + line_bytes)
+        return Segment.create(self.dir, self._header, size)
+
+    def _install(self, seg: Segment) -> None:
+        old = self.swap(seg)
+        if old is not None:
+            old.seal()
+
+    # ---- start-up -----------------------------------------------------------------------------
     def orphans(self) -> Iterator[tuple[Path, list[dict[str, Any]]]]:
-        """Segments left by processes that are gone, with their rows (a torn last line skipped)."""
+        """Segments left by processes that are gone, with their rows as dicts (a torn last
+        line skipped)."""
+        mine = set(self._sealed) | ({self._open.path} if self._open else set())
         for path in sorted(self.dir.glob("segment-*.jsonl")):
-            if path == self._path or path in self._closed_segments:
+            if path in mine:
                 continue
             try:
                 fd = os.open(path, os.O_RDONLY)
@@ -82,14 +182,41 @@ class Journal:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # a live writer holds it
-                rows = []
                 with open(fd, "rb", closefd=False) as f:
-                    for line in f:
-                        try:
-                            rows.append(orjson.loads(line))
-                        except orjson.JSONDecodeError:
-                            log.warning("journal %s: skipped a torn line", path.name)
-                yield path, rows
+                    data = f.read()
+                end = data.find(b"\0")  # an unsealed segment: zeros after the last row
+                if end >= 0:
+                    data = data[:end]
+                yield path, read_segment(data.splitlines(), path.name)
             finally:
                 os.close(fd)
 
+
+def delete(segments: Iterable[Path]) -> None:
+    for seg in segments:
+        seg.unlink(missing_ok=True)
+
+
+def read_segment(lines: Iterable[bytes], name: str) -> list[dict[str, Any]]:
+    """The rows of one segment. Rows are arrays under the last header seen; a line that is a
+    plain object is a row as earlier versions wrote them."""
+    columns: list[str] | None = None
+    rows: list[dict[str, Any]] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            log.warning("journal %s: skipped a torn line", name)
+            continue
+        if isinstance(obj, list):
+            if columns is None or len(obj) != len(columns):
+                log.warning("journal %s: skipped a row that does not match its header", name)
+                continue
+            rows.append(dict(zip(columns, obj, strict=True)))
+        elif isinstance(obj, dict) and set(obj) == {"columns"}:
+            columns = [str(c) for c in obj["columns"]]
+        elif isinstance(obj, dict):
+            rows.append(obj)
+    return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,35 +13,54 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
-from manxue.accounting.journal import Journal
+from manxue.accounting.journal import Journal, delete
 from manxue.store.tables import ledger
 
 log = logging.getLogger("manxue.ledger")
 
 
-_COLUMNS = [c.name for c in ledger.columns]
+LEDGER_COLUMNS: tuple[str, ...] = tuple(str.__str__(c.name) for c in ledger.columns)
+LedgerRow = tuple[Any, ...]  # one value per column of LEDGER_COLUMNS, in that order
+_clock: tuple[int, str] = (-1, "")
 
 
-def insert_rows(engine: Engine, rows: list[dict[str, Any]], *, count: bool = True) -> int:
-    """Insert rows, skipping request ids already present; return how many were new.
+def ledger_time(ts: float) -> str:
+    """A POSIX time as ledger rows carry it: naive UTC text, 'YYYY-MM-DD HH:MM:SS.ffffff'
+    (the form SQLAlchemy stores in SQLite), formatted once per second."""
+    global _clock
+    second = int(ts)
+    if _clock[0] != second:
+        _clock = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second)))
+    return f"{_clock[1]}.{int((ts - second) * 1_000_000):06d}"
 
-    With `count=False` (the flusher's fast path) the rows go in as one driver-level
-    executemany and the return value is only the number of rows sent.
-    """
+
+def _append_sql(dialect: str) -> str:
+    if dialect == "sqlite":
+        marks = ["?"] * len(LEDGER_COLUMNS)
+    else:  # the text is UTC whatever the session's time zone
+        marks = ["(CAST(%s AS timestamp) AT TIME ZONE 'UTC')" if c == "at" else "%s"
+                 for c in LEDGER_COLUMNS]
+    return (f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join(marks)}) "
+            "ON CONFLICT (request_id) DO NOTHING")
+
+
+def append_rows(engine: Engine, rows: list[LedgerRow]) -> int:
+    """The flusher's fast path: rows as `Meter.record` builds them (`at` from `ledger_time`)
+    in one driver-level executemany, request ids already present skipped. Returns the number
+    of rows sent."""
+    if not rows:
+        return 0
+    with engine.begin() as c:
+        c.exec_driver_sql(_append_sql(engine.dialect.name), rows)
+    return len(rows)
+
+
+def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> int:
+    """Insert rows (`at` a datetime or ISO-8601 text, naive meaning UTC), skipping request ids
+    already present; return how many were new."""
     if not rows:
         return 0
     clean = [_from_journal(r) for r in rows]
-    if not count:
-        is_sqlite = engine.dialect.name == "sqlite"
-        if is_sqlite:  # stored as SQLAlchemy's SQLite DateTime stores it: naive UTC text
-            clean = [{**r, "at": r["at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")} for r in clean]
-        marks = ", ".join(["?" if is_sqlite else "%s"] * len(_COLUMNS))
-        sql = (f"INSERT INTO ledger ({', '.join(_COLUMNS)}) VALUES ({marks}) "
-               "ON CONFLICT (request_id) DO NOTHING")
-        params = [tuple(r.get(c) for c in _COLUMNS) for r in clean]
-        with engine.begin() as c:
-            c.exec_driver_sql(sql, params)
-        return len(rows)
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     stmt = (dialect.insert(ledger).on_conflict_do_nothing(index_elements=["request_id"])
             .returning(ledger.c.request_id))
@@ -51,8 +71,9 @@ def insert_rows(engine: Engine, rows: list[dict[str, Any]], *, count: bool = Tru
 def _from_journal(row: dict[str, Any]) -> dict[str, Any]:
     at = row["at"]
     if isinstance(at, str):
-        row = {**row, "at": datetime.fromisoformat(at)}
-    return row
+        at = datetime.fromisoformat(at)
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return {**row, "at": at}
 
 
 class LedgerWriter:
@@ -60,15 +81,15 @@ class LedgerWriter:
 
     def __init__(self, engine: Engine, journal_dir: Path, interval: float, batch: int) -> None:
         self.engine = engine
-        self.journal = Journal(journal_dir)
+        self.journal = Journal(journal_dir, LEDGER_COLUMNS)
         self.interval = interval
         self.batch = batch
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[LedgerRow] = []
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # one flush at a time: segments are released in order
         self.flushed = 0
 
-    def write(self, row: dict[str, Any]) -> None:
+    def write(self, row: LedgerRow) -> None:
         """Durable once this returns (the row is in the journal file)."""
         self.journal.append(row)
         self._pending.append(row)
@@ -90,26 +111,46 @@ class LedgerWriter:
             await self._flush()
 
     async def _flush(self) -> None:
+        if self.journal.due():  # a fresh segment is made, and the old one sealed, off the loop
+            old = self.journal.swap(await asyncio.to_thread(self.journal.new_segment))
+            if old is not None:
+                await asyncio.to_thread(old.seal)
         if not self._pending:
             return
         rows, self._pending = self._pending, []
-        segments = self.journal.rotate()
+        segments = self.journal.sealed()  # every row of these is in `rows` or already in SQL
         try:
-            await asyncio.to_thread(insert_rows, self.engine, rows, count=False)
+            await asyncio.to_thread(self._commit, rows, segments)
         except Exception:
             log.exception("ledger: flush of %d rows failed; they stay in the journal", len(rows))
             self._pending[:0] = rows
             return
-        self.journal.release(segments)
+        self.journal.forget(segments)
         self.flushed += len(rows)
+
+    def _commit(self, rows: list[LedgerRow], segments: list[Path]) -> None:
+        append_rows(self.engine, rows)
+        delete(segments)
 
     async def run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # the rows stay in memory and in the journal; try again later
+                log.exception("ledger: flush failed; retrying in %.2f s", self.interval)
 
     async def close(self) -> None:
-        await self.flush()
-        self.journal.close()
+        async with self._flushing:
+            segments = self.journal.close()
+            if self._pending:
+                rows, self._pending = self._pending, []
+                try:
+                    await asyncio.to_thread(append_rows, self.engine, rows)
+                except Exception:
+                    log.exception("ledger: the last %d rows stay in the journal for the next start",
+                                  len(rows))
+                    return
+            self.journal.release(segments)

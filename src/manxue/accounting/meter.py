@@ -11,14 +11,15 @@ import asyncio
 import hashlib
 import ipaddress
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from manxue.accounting.counters import Counters, Limits, Refusal
 from manxue.accounting.keys import KeyRecord, KeyStore
-from manxue.accounting.ledger import LedgerWriter
-from manxue.accounting.money import cost_nano
+from manxue.accounting.ledger import LedgerWriter, ledger_time
 from manxue.accounting.prices import PriceBook, Prices
 from manxue.accounting.tokencount import count_prompt, count_text, family_for_model
 from manxue.errors import (
@@ -34,6 +35,10 @@ from manxue.settings import Settings
 
 log = logging.getLogger("manxue.meter")
 
+_NO_LIMITS = Limits()
+_NO_USAGE = Usage()
+_NO_PRICES: tuple[None, None, None] = (None, None, None)
+
 
 @dataclass(slots=True)
 class Ticket:
@@ -44,7 +49,7 @@ class Ticket:
     reserve_nano: int
     prices: Prices | None
     raw: dict[str, Any]
-    at: datetime
+    at: float  # POSIX time of admission: the price in force then is the one charged
 
 
 class KeyCache:
@@ -98,7 +103,15 @@ class Meter:
         self.prices = prices
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: set[asyncio.Task[None]] = set()
-        self._limit_cache: dict[str, tuple[KeyRecord, Limits]] = {}
+        self._default_list = settings.billing.default_price_list
+        self._plans: dict[str, tuple[KeyRecord, Limits, str | None]] = {}
+        self._output_bounds: dict[str, tuple[int, int]] = {}
+        self._ttl: tuple[int, float] = (-1, 0.0)
+        # counters that never wait (in memory) are called without a coroutine
+        self._admit_now: Callable[[str, str, int, Limits, float], Refusal | None] | None = \
+            getattr(counters, "admit_now", None)
+        self._settle_now: Callable[[str, str, int, int, Limits], None] | None = \
+            getattr(counters, "settle_now", None)
 
     # ---- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -133,13 +146,15 @@ class Meter:
 
     # ---- request path -------------------------------------------------------------------------
     def authenticate(self, authorization: str | None, api_key: str | None,
-                     remote: str | None) -> KeyRecord | None:
+                     remote: str | Callable[[], str | None] | None) -> KeyRecord | None:
+        """The key a request carries. `remote` (the client's address, or a function giving
+        it) only matters while no key exists."""
         token = api_key or ""
         if authorization:
             scheme, _, value = authorization.partition(" ")
             token = value.strip() if scheme.lower() == "bearer" else ""
         if self.open_mode:
-            if _is_loopback(remote):
+            if _is_loopback(remote() if callable(remote) else remote):
                 return None
             raise AuthenticationFailed(
                 "this gateway has no API keys yet and only answers clients on this machine; "
@@ -164,52 +179,66 @@ class Meter:
 
     async def admit(self, key: KeyRecord | None, req: ChatRequest, raw: dict[str, Any],
                     request_id: str, body_bytes: int) -> Ticket:
-        now = datetime.now(UTC)
+        now = time.time()
+        model = req.model
         if key is None:
-            return Ticket(None, Limits(), 0, self._prices(None, req.model, now), raw, now)
-        if key.models is not None and req.model not in key.models:
-            raise PermissionDenied(f"this API key may not use model '{req.model}'",
+            return Ticket(None, _NO_LIMITS, 0, self.prices.lookup_at(self._default_list, model, now),
+                          raw, now)
+        if key.models is not None and model not in key.models:
+            raise PermissionDenied(f"this API key may not use model '{model}'",
                                    code="model_not_allowed", param="model")
-        prices = self._prices(key, req.model, now)
-        if key.prepaid and prices is None:
-            raise PermissionDenied(
-                f"model '{req.model}' has no price for this key's price list; ask your provider",
-                code="model_not_priced", param="model")
-        limits = self._limits(key)
-        reserve = self._worst_case(req, body_bytes, prices) if prices is not None else 0
-        refusal = await self.counters.admit(key.id, request_id, reserve, limits,
-                                            ttl=self._reservation_ttl())
+        plan = self._plans.get(key.id)
+        if plan is None or plan[0] is not key:
+            plan = self._plan(key)
+        limits = plan[1]
+        prices = self.prices.lookup_at(plan[2], model, now)
+        if prices is None:
+            if key.prepaid:
+                raise PermissionDenied(
+                    f"model '{model}' has no price for this key's price list; ask your provider",
+                    code="model_not_priced", param="model")
+            reserve = 0
+        else:
+            # The most this request can cost: a BPE token is at least one byte of the request
+            # body, so the body's size bounds the prompt (the chat template's own tokens aside).
+            out = req.max_completion_tokens or req.max_tokens
+            extra = self._output_bounds.get(model)
+            if extra is None:
+                extra = self._output_bound(model)
+            out = (out or extra[0]) + extra[1]
+            reserve = prices.rates.cost_nano(0, body_bytes, out)
+        if self._admit_now is not None:
+            refusal = self._admit_now(key.id, request_id, reserve, limits, self._reservation_ttl())
+        else:
+            refusal = await self.counters.admit(key.id, request_id, reserve, limits,
+                                                ttl=self._reservation_ttl())
         if refusal is not None:
             raise self._refused(refusal, key)
         return Ticket(key, limits, reserve, prices, raw, now)
 
     def _reservation_ttl(self) -> float:
-        longest = max((d.timeouts.total for d in self.settings.deployments), default=600.0)
-        return longest + 60.0
+        deployments = self.settings.deployments
+        if self._ttl[0] != len(deployments):
+            longest = max((d.timeouts.total for d in deployments), default=600.0)
+            self._ttl = (len(deployments), longest + 60.0)
+        return self._ttl[1]
 
-    def _prices(self, key: KeyRecord | None, model: str, when: datetime) -> Prices | None:
-        list_id = (key.price_list if key else None) or self.settings.billing.default_price_list
-        return self.prices.lookup(list_id, model, when)
-
-    def _limits(self, key: KeyRecord) -> Limits:
-        cached = self._limit_cache.get(key.id)
-        if cached is not None and cached[0] is key:
-            return cached[1]
+    def _plan(self, key: KeyRecord) -> tuple[KeyRecord, Limits, str | None]:
+        """What admission needs of a key, rebuilt when the key's record changes."""
         limits = Limits(rpm=key.rpm, tpm=key.tpm, max_concurrency=key.max_concurrency,
                         credits_nano=key.credits_nano if key.prepaid else None,
                         daily_budget_nano=key.daily_budget_nano,
                         monthly_budget_nano=key.monthly_budget_nano)
-        self._limit_cache[key.id] = (key, limits)
-        return limits
+        plan = (key, limits, key.price_list or self._default_list)
+        self._plans[key.id] = plan
+        return plan
 
-    def _worst_case(self, req: ChatRequest, body_bytes: int, prices: Prices) -> int:
-        """The most this request can cost: a BPE token is at least one byte of the request
-        body, so the body's size bounds the prompt (the chat template's own tokens aside)."""
-        prompt_bound = body_bytes
-        ms = self.settings.model_settings(req.model)
-        out = req.max_completion_tokens or req.max_tokens or ms.max_output_tokens
-        out += ms.reasoning_budget
-        return cost_nano(0, prompt_bound, out, prices.hit, prices.miss, prices.output)
+    def _output_bound(self, model: str) -> tuple[int, int]:
+        """Output tokens reserved for `model`: (when max_tokens is unset, reasoning on top)."""
+        ms = self.settings.model_settings(model)
+        bound = (ms.max_output_tokens, ms.reasoning_budget)
+        self._output_bounds[model] = bound
+        return bound
 
     def _refused(self, r: Refusal, key: KeyRecord) -> Exception:
         if r.reason == "balance":
@@ -224,52 +253,54 @@ class Meter:
 
     # ---- settlement (UsageSink) ---------------------------------------------------------------
     def record(self, outcome: Outcome) -> None:
-        ticket = outcome.ctx.ticket
+        ctx = outcome.ctx
+        ticket = ctx.ticket
         if not isinstance(ticket, Ticket):
             return
-        usage, source = self._usage(outcome, ticket)
+        usage = outcome.usage
+        source = "upstream"
+        if usage is None:
+            usage, source = self._usage(outcome, ticket)
         prices = ticket.prices
+        u = usage or _NO_USAGE
         cost = 0
         if prices is not None and usage is not None:
-            cost = cost_nano(usage.cache_hit_tokens, usage.cache_miss_tokens,
-                             usage.completion_tokens, prices.hit, prices.miss, prices.output)
-        upstream = self.prices.upstream_cost(outcome.deployment, outcome.ctx.model, usage, ticket.at)
-        u = usage or Usage()
+            cost = prices.rates.cost_nano(u.cache_hit_tokens, u.cache_miss_tokens, u.completion_tokens)
+        upstream = 0
+        if outcome.deployment in self.prices.costed:
+            upstream = self.prices.upstream_cost(outcome.deployment, ctx.model, usage, ticket.at)
         key = ticket.key
-        row = {
-            "request_id": outcome.ctx.request_id,
-            "at": ticket.at.isoformat(),
-            "tenant_id": key.tenant_id if key else None,
-            "key_id": key.id if key else None,
-            "model": outcome.ctx.model,
-            "deployment": outcome.deployment or None,
-            "stream": outcome.ctx.stream,
-            "status": "ok" if outcome.completed else ("error" if usage is None else "incomplete"),
-            "prompt_tokens": u.prompt_tokens,
-            "cache_hit_tokens": u.cache_hit_tokens,
-            "cache_miss_tokens": u.cache_miss_tokens,
-            "completion_tokens": u.completion_tokens,
-            "reasoning_tokens": u.reasoning_tokens,
-            "usage_source": source,
-            "price_list": prices.list_id if prices else None,
-            "currency": prices.currency if prices else None,
-            "price_hit": str(prices.hit) if prices else None,
-            "price_miss": str(prices.miss) if prices else None,
-            "price_output": str(prices.output) if prices else None,
-            "cost_nano": cost,
-            "upstream_cost_nano": upstream,
-            "latency_ms": round(outcome.seconds * 1000),
-            "ttft_ms": round(outcome.ttft * 1000) if outcome.ttft is not None else None,
-            "attempts": outcome.attempts,
-            "error": outcome.extra.get("error"),
-        }
-        self.writer.write(row)
+        texts = prices.texts if prices is not None else _NO_PRICES
+        self.writer.write((  # in LEDGER_COLUMNS order
+            ctx.request_id,                                           # request_id
+            ledger_time(ticket.at),                                   # at
+            key.tenant_id if key else None,                           # tenant_id
+            key.id if key else None,                                  # key_id
+            ctx.model,                                                # model
+            outcome.deployment or None,                               # deployment
+            ctx.stream,                                               # stream
+            "ok" if outcome.completed else ("error" if usage is None else "incomplete"),  # status
+            u.prompt_tokens,                                          # prompt_tokens
+            u.cache_hit_tokens,                                       # cache_hit_tokens
+            u.cache_miss_tokens,                                      # cache_miss_tokens
+            u.completion_tokens,                                      # completion_tokens
+            u.reasoning_tokens,                                       # reasoning_tokens
+            source,                                                   # usage_source
+            prices.list_id if prices else None,                       # price_list
+            prices.currency if prices else None,                      # currency
+            *texts,                                                   # price_hit, _miss, _output
+            cost,                                                     # cost_nano
+            upstream,                                                 # upstream_cost_nano
+            round(outcome.seconds * 1000),                            # latency_ms
+            round(outcome.ttft * 1000) if outcome.ttft is not None else None,  # ttft_ms
+            outcome.attempts,                                         # attempts
+            outcome.extra.get("error"),                               # error
+        ))
         if key is None:
             return
         tokens = u.prompt_tokens + u.completion_tokens
-        settle_now = getattr(self.counters, "settle_now", None)
-        if settle_now is not None:
-            settle_now(key.id, outcome.ctx.request_id, cost, tokens, ticket.limits)
+        if self._settle_now is not None:
+            self._settle_now(key.id, ctx.request_id, cost, tokens, ticket.limits)
             return
         task = asyncio.get_running_loop().create_task(self.counters.settle(
             key.id, outcome.ctx.request_id, cost, tokens, ticket.limits))
@@ -277,6 +308,7 @@ class Meter:
         task.add_done_callback(self._settling.discard)
 
     def _usage(self, outcome: Outcome, ticket: Ticket) -> tuple[Usage | None, str]:
+        """Usage for an answer whose upstream reported none: counted, or none at all."""
         if outcome.usage is not None:
             return outcome.usage, "upstream"
         if not outcome.deployment:  # never reached an upstream: nothing to bill

@@ -8,10 +8,10 @@ keeps the token counts and unit prices, so the cost can be recomputed from it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 NANO = 1_000_000_000
-_QUANTUM = Decimal("0.00000001")
 
 
 def to_nano(amount: Decimal | int | str) -> int:
@@ -22,11 +22,49 @@ def from_nano(nano: int) -> Decimal:
     return Decimal(nano).scaleb(-9)
 
 
+def _exponent(d: Decimal) -> int:
+    exp = d.normalize().as_tuple().exponent
+    if not isinstance(exp, int):
+        raise ValueError(f"a price must be a finite decimal, got {d!r}")
+    return exp
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Per-million-token prices as exact integers over one power of ten: a price is
+    `value / 10**scale`. Costing in integers gives the same result as the Decimal rule
+    (`manxue.pricing.units.cost`), without Decimal arithmetic on the request path."""
+
+    hit: int
+    miss: int
+    output: int
+    scale: int
+
+    @classmethod
+    def of(cls, hit: Decimal, miss: Decimal, output: Decimal) -> Rates:
+        prices = (Decimal(hit), Decimal(miss), Decimal(output))
+        scale = max(0, *(-_exponent(p) for p in prices))
+        h, m, o = (int(p.scaleb(scale)) for p in prices)  # exact: every digit is kept
+        return cls(h, m, o, scale)
+
+    def cost_nano(self, hit: int, miss: int, output: int) -> int:
+        """(hit·p_hit + miss·p_miss + output·p_output) / 1e6, rounded half to even to 1e-8
+        of the currency unit, in nano-units."""
+        total = hit * self.hit + miss * self.miss + output * self.output  # × 10^(scale+6)
+        shift = self.scale - 2  # 10^(scale+6) units → 1e-8 units
+        if shift <= 0:
+            return total * int(10 ** -shift) * 10
+        div = int(10 ** shift)
+        q, r = divmod(total, div)
+        if 2 * r > div or (2 * r == div and q & 1):
+            q += 1
+        return q * 10
+
+
 def cost_nano(hit: int, miss: int, output: int, price_hit: Decimal, price_miss: Decimal,
               price_output: Decimal) -> int:
     """The cost of a request in nano-units, prices given per million tokens."""
-    exact = (hit * price_hit + miss * price_miss + output * price_output) / 1_000_000
-    return int(exact.quantize(_QUANTUM, ROUND_HALF_EVEN) * NANO)
+    return Rates.of(price_hit, price_miss, price_output).cost_nano(hit, miss, output)
 
 
 def text(nano: int) -> str:

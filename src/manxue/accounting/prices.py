@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from manxue.accounting.money import cost_nano
+from manxue.accounting.money import Rates
 from manxue.errors import ConfigError, ManxueError
 from manxue.pricing.lists import PriceList, price_at
 from manxue.protocol.usage import Usage
@@ -25,12 +25,23 @@ class Prices:
     hit: Decimal
     miss: Decimal
     output: Decimal
+    rates: Rates = field(init=False, repr=False, compare=False)
+    texts: tuple[str, str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # computed once per price, so the request path neither multiplies nor formats Decimals
+        object.__setattr__(self, "rates", Rates.of(self.hit, self.miss, self.output))
+        object.__setattr__(self, "texts", (str(self.hit), str(self.miss), str(self.output)))
+
+    def cost_nano(self, hit: int, miss: int, output: int) -> int:
+        return self.rates.cost_nano(hit, miss, output)
 
 
 class PriceBook:
     def __init__(self, lists: dict[str, PriceList], deployments: list[DeploymentSettings]) -> None:
         self.lists = lists
         self.deployments = {d.name: d for d in deployments}
+        self.costed = frozenset(d.name for d in deployments if d.cost_price_list is not None)
         self._cache: dict[tuple[str, str, int], Prices | None] = {}
 
     @classmethod
@@ -51,9 +62,14 @@ class PriceBook:
 
     def lookup(self, list_id: str | None, model: str, when: datetime) -> Prices | None:
         """Prices in force at `when` (minute resolution), or None when the list has none."""
+        return self.lookup_at(list_id, model, when.timestamp())
+
+    def lookup_at(self, list_id: str | None, model: str, ts: float) -> Prices | None:
+        """`lookup` for a POSIX time: the price in force at the start of its minute."""
         if list_id is None:
             return None
-        key = (list_id, model, int(when.timestamp()) // 60)
+        minute = int(ts) // 60
+        key = (list_id, model, minute)
         try:
             return self._cache[key]
         except KeyError:
@@ -62,7 +78,7 @@ class PriceBook:
         pl = self.lists.get(list_id)
         if pl is not None:
             try:
-                u = price_at(pl, model, when)
+                u = price_at(pl, model, datetime.fromtimestamp(minute * 60, UTC))
                 found = Prices(list_id, u.currency, u.hit, u.miss, u.output)
             except ManxueError:
                 found = None
@@ -71,14 +87,14 @@ class PriceBook:
         self._cache[key] = found
         return found
 
-    def upstream_cost(self, deployment: str, model: str, usage: Usage | None, when: datetime) -> int:
-        """What the upstream charges for this usage (0 when its cost side is not per token)."""
+    def upstream_cost(self, deployment: str, model: str, usage: Usage | None, ts: float) -> int:
+        """What the upstream charges for this usage at POSIX time `ts` (0 when its cost side
+        is not per token)."""
         dep = self.deployments.get(deployment)
         if dep is None or dep.cost_price_list is None or usage is None:
             return 0
-        prices = self.lookup(dep.cost_price_list, dep.upstream_model or model, when) \
-            or self.lookup(dep.cost_price_list, model, when)
+        prices = self.lookup_at(dep.cost_price_list, dep.upstream_model or model, ts) \
+            or self.lookup_at(dep.cost_price_list, model, ts)
         if prices is None:
             return 0
-        return cost_nano(usage.cache_hit_tokens, usage.cache_miss_tokens, usage.completion_tokens,
-                         prices.hit, prices.miss, prices.output)
+        return prices.cost_nano(usage.cache_hit_tokens, usage.cache_miss_tokens, usage.completion_tokens)

@@ -17,8 +17,9 @@ PRIVACY_HEADER = "X-Manxue-Privacy"
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
-    key = st.meter.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"),
-                                request.remote) if st.meter else None
+    headers = request.headers
+    key = st.meter.authenticate(headers.get("Authorization"), headers.get("x-api-key"),
+                                lambda: request.remote) if st.meter else None
     body = await request.read()
     req, raw = parse_chat_request(body)
     ctx = RequestContext(
