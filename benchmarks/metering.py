@@ -110,7 +110,8 @@ def ledger_ingest(rows: int, tmp: Path) -> tuple[float, float]:
                 "completion_tokens": 50, "reasoning_tokens": 0, "usage_source": "upstream",
                 "price_list": "bench-usd", "currency": "USD", "price_hit": "0.07",
                 "price_miss": "0.27", "price_output": "1.10", "cost_nano": 71000,
-                "upstream_cost_nano": 0, "latency_ms": 5, "ttft_ms": 2, "attempts": 1, "error": None}
+                "upstream_cost_nano": 0, "latency_ms": 5, "ttft_ms": 2, "attempts": 1, "error": None,
+                "client_request_id": None}
         return tuple(d[c] for c in LEDGER_COLUMNS)
 
     engine = open_engine(f"sqlite:///{tmp / 'ingest.db'}")

@@ -121,8 +121,21 @@ def test_metrics_exposed(gateway):
     assert 'manxue_tokens_total{kind="prompt",model="deepseek-chat"}' in text
 
 
-def test_request_id_echoed(gateway):
-    r = httpx.post(gateway.url + "/v1/chat/completions", headers={"X-Request-Id": "abc123"},
+def test_request_ids_are_the_gateways_and_the_clients_id_is_echoed(gateway):
+    url = gateway.url + "/v1/chat/completions"
+    body = {"model": "deepseek-chat", "messages": MSG}
+    a = httpx.post(url, headers={"X-Client-Request-Id": "abc123"}, json=body)
+    b = httpx.post(url, headers={"X-Request-Id": "abc123"}, json=body)  # as older clients send it
+    assert a.headers["X-Client-Request-Id"] == b.headers["X-Client-Request-Id"] == "abc123"
+    assert a.headers["X-Request-Id"] != b.headers["X-Request-Id"]  # never the client's: unique
+    assert "abc123" not in a.headers["X-Request-Id"]
+    assert orjson.loads(a.content)["object"] == "chat.completion"
+    s = httpx.post(url, headers={"X-Client-Request-Id": "s-1"}, json={**body, "stream": True})
+    assert s.headers["X-Client-Request-Id"] == "s-1" and s.headers["X-Request-Id"]
+
+
+def test_a_malformed_client_request_id_is_a_400(gateway):
+    r = httpx.post(gateway.url + "/v1/chat/completions", headers={"X-Client-Request-Id": "x" * 201},
                    json={"model": "deepseek-chat", "messages": MSG})
-    assert r.headers["X-Request-Id"] == "abc123"
-    assert orjson.loads(r.content)["object"] == "chat.completion"
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "invalid_client_request_id"

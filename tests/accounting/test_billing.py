@@ -152,6 +152,32 @@ def test_no_overspend_under_200_concurrent_requests(billing, upstream):
     assert len(rows) == 10 and spent <= balance
 
 
+def test_a_reused_client_request_id_neither_overspends_nor_goes_unbilled(billing, upstream):
+    messages = [{"role": "user", "content": "hello there"}]
+    body = orjson.dumps({"model": "deepseek-chat", "messages": messages, "max_tokens": 10})
+    reserve = cost_nano(0, len(body), 10, *V3)
+    balance = from_nano(reserve * 3)
+    key = billing.create_key(balance=str(balance))["key"]
+    upstream.emu.default = Behavior(first_byte_delay=0.5)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json",
+               "X-Request-Id": "same-id-every-time"}
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as c:
+            return list(await asyncio.gather(*[
+                c.post(billing.gw.url + "/v1/chat/completions", content=body, headers=headers)
+                for _ in range(20)]))
+
+    rs = asyncio.run(burst())
+    ok = [r for r in rs if r.status_code == 200]
+    assert len(ok) == 3 and [r.status_code for r in rs].count(402) == 17
+    assert {r.headers["X-Client-Request-Id"] for r in rs} == {"same-id-every-time"}
+    rows = [r for r in billing.rows() if r["status"] == "ok"]
+    assert sorted(r["request_id"] for r in rows) == sorted(r.headers["X-Request-Id"] for r in ok)
+    assert {r["client_request_id"] for r in rows} == {"same-id-every-time"}
+    assert sum(Decimal(r["cost"]) for r in rows) <= balance
+
+
 def test_rpm_tpm_and_concurrency_limits(billing, upstream):
     key = billing.create_key(rpm=3)["key"]
     assert [billing.chat(key).status_code for _ in range(3)] == [200, 200, 200]

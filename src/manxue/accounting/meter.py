@@ -295,6 +295,7 @@ class Meter:
             round(outcome.ttft * 1000) if outcome.ttft is not None else None,  # ttft_ms
             outcome.attempts,                                         # attempts
             outcome.extra.get("error"),                               # error
+            ctx.client_request_id,                                    # client_request_id
         ))
         if key is None:
             return

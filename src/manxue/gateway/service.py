@@ -32,6 +32,7 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     first_byte_at: float | None = None
     ticket: Any = None  # what admission decided (accounting), handed back at settlement
+    client_request_id: str | None = None  # the client's own id for the request, if it sent one
 
 
 @dataclass(slots=True)

@@ -17,6 +17,8 @@ from manxue.server.state import state_of
 log = logging.getLogger("manxue.server")
 
 REQUEST_ID = web.RequestKey("request_id", str)
+CLIENT_REQUEST_ID = web.RequestKey("client_request_id", str)
+_CLIENT_ID_MAX = 200
 _ID_PREFIX = f"{int(time.time()):x}{os.getpid():x}-"
 _ids = itertools.count(1)
 
@@ -45,14 +47,31 @@ def _from_http(exc: web.HTTPException, request: web.Request) -> ManxueError:
     return err
 
 
+def client_request_id(request: web.Request) -> str | None:
+    """The id the client gave its request (`X-Client-Request-Id`, or `X-Request-Id` as older
+    clients send it): echoed back and kept in the ledger, never used as manxue's own id."""
+    headers = request.headers
+    cid = headers.get("X-Client-Request-Id") or headers.get("X-Request-Id")
+    if cid is None:
+        return None
+    if len(cid) > _CLIENT_ID_MAX or not cid.isascii() or not cid.isprintable():
+        raise InvalidRequest(f"X-Client-Request-Id must be at most {_CLIENT_ID_MAX} printable ASCII "
+                             "characters", code="invalid_client_request_id")
+    return cid
+
+
 @web.middleware
 async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     t0 = time.perf_counter()
-    rid = request.headers.get("X-Request-Id") or f"{_ID_PREFIX}{next(_ids):x}"
+    rid = f"{_ID_PREFIX}{next(_ids):x}"  # unique: the ledger's key for this request
     request[REQUEST_ID] = rid
     status = 500
+    cid: str | None = None
     try:
         try:
+            cid = client_request_id(request)
+            if cid is not None:
+                request[CLIENT_REQUEST_ID] = cid
             resp = await handler(request)
         except ManxueError as exc:
             resp = error_response(exc, rid)
@@ -64,13 +83,15 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
             status = 499  # the client went away
             raise
         except Exception:
-            log.exception("unexpected error in %s %s (request %s)", request.method,
-                          request.path, rid)
+            log.exception("unexpected error in %s %s (request %s, client's id %s)", request.method,
+                          request.path, rid, cid)
             resp = error_response(ManxueError(
                 f"internal error; the gateway logged it as request {rid}"), rid)
         status = resp.status
         if not resp.prepared:
             resp.headers["X-Request-Id"] = rid
+            if cid is not None:
+                resp.headers["X-Client-Request-Id"] = cid
         return resp
     finally:
         m = state_of(request).metrics

@@ -87,4 +87,5 @@ ledger = Table(
     Column("ttft_ms", Integer),
     Column("attempts", Integer),
     Column("error", Text),
+    Column("client_request_id", String(200)),  # the client's X-Client-Request-Id / X-Request-Id
 )

@@ -8,7 +8,7 @@ from manxue.errors import ManxueError
 from manxue.gateway.service import RequestContext
 from manxue.protocol.chat import parse_chat_request
 from manxue.protocol.sse import error_event
-from manxue.server.middleware import REQUEST_ID
+from manxue.server.middleware import CLIENT_REQUEST_ID, REQUEST_ID
 from manxue.server.sse_writer import SSEWriter
 from manxue.server.state import state_of
 
@@ -24,6 +24,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     req, raw = parse_chat_request(body)
     ctx = RequestContext(
         request_id=request[REQUEST_ID], model=req.model, stream=req.stream,
+        client_request_id=request.get(CLIENT_REQUEST_ID),
         local_only=request.headers.get(PRIVACY_HEADER, "").lower() == "local"
         or (key is not None and key.privacy == "local"),
     )
@@ -34,8 +35,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         body = await st.chat.complete(req, raw, ctx)
         return web.Response(body=body, content_type="application/json")
 
-    out = SSEWriter(request, st.settings.router.keepalive_interval,
-                    {"X-Request-Id": ctx.request_id})
+    ids = {"X-Request-Id": ctx.request_id}
+    if ctx.client_request_id is not None:
+        ids["X-Client-Request-Id"] = ctx.client_request_id
+    out = SSEWriter(request, st.settings.router.keepalive_interval, ids)
     out.arm()
     try:
         chunks = await st.chat.stream(req, raw, ctx, out.keepalive)
