@@ -36,6 +36,7 @@ from manxue.settings import Settings
 log = logging.getLogger("manxue.meter")
 
 _NO_LIMITS = Limits()
+_DIGEST_CACHE = 10_000
 _NO_USAGE = Usage()
 _NO_PRICES: tuple[None, None, None] = (None, None, None)
 
@@ -104,6 +105,9 @@ class Meter:
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: set[asyncio.Task[None]] = set()
         self._default_list = settings.billing.default_price_list
+        # token → its SHA-256, for tokens seen to name a key: the lookup still goes through
+        # `keys.by_hash`, so a rotated or deleted key stops working at the next reload
+        self._digests: dict[str, str] = {}
         self._plans: dict[str, tuple[KeyRecord, Limits, str | None]] = {}
         self._output_bounds: dict[str, tuple[int, int]] = {}
         self._ttl: tuple[int, float] = (-1, 0.0)
@@ -162,9 +166,14 @@ class Meter:
         if not token:
             raise AuthenticationFailed(
                 "missing API key: send 'Authorization: Bearer sk-...'", code="missing_api_key")
-        rec = self.keys.by_hash.get(hashlib.sha256(token.encode()).hexdigest())
+        digest = self._digests.get(token)
+        if digest is None:
+            digest = hashlib.sha256(token.encode()).hexdigest()
+        rec = self.keys.by_hash.get(digest)
         if rec is None:
             raise AuthenticationFailed("invalid API key")
+        if len(self._digests) < _DIGEST_CACHE:  # only tokens that named a key are kept
+            self._digests[token] = digest
         if rec.disabled:
             raise AuthenticationFailed("this API key is disabled; ask your provider to enable it",
                                        code="api_key_disabled")
@@ -288,7 +297,9 @@ class Meter:
             source,                                                   # usage_source
             prices.list_id if prices else None,                       # price_list
             prices.currency if prices else None,                      # currency
-            *texts,                                                   # price_hit, _miss, _output
+            texts[0],                                                 # price_hit
+            texts[1],                                                 # price_miss
+            texts[2],                                                 # price_output
             cost,                                                     # cost_nano
             upstream,                                                 # upstream_cost_nano
             round(outcome.seconds * 1000),                            # latency_ms

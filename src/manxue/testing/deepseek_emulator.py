@@ -11,6 +11,7 @@ the queue empty every request gets `emu.default`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import deque
@@ -164,6 +165,13 @@ class DeepSeekEmulator:
     async def _stream(self, request: web.Request, body: dict[str, Any], b: Behavior) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
+        # the client may leave (a cancelled hedge, the end of a load test): nobody to tell then
+        with contextlib.suppress(ConnectionResetError):
+            await self._events(request, resp, body, b)
+        return resp
+
+    async def _events(self, request: web.Request, resp: web.StreamResponse, body: dict[str, Any],
+                      b: Behavior) -> None:
         if b.first_byte_delay:
             await self._wait(resp, b, b": keep-alive\n\n")
         cid, created, model = self._id(), int(time.time()), body.get("model", self.model)
@@ -186,9 +194,9 @@ class DeepSeekEmulator:
             await resp.write(chunk({"reasoning_content": piece, "content": None}))
         for sent, piece in enumerate(parts):
             if b.drop_after is not None and sent >= b.drop_after:
-                assert request.transport is not None
-                request.transport.close()  # a drop in the middle: no [DONE], no usage
-                return resp
+                if request.transport is not None:
+                    request.transport.close()  # a drop in the middle: no [DONE], no usage
+                return
             if b.chunk_delay:
                 await asyncio.sleep(b.chunk_delay)
             await resp.write(chunk({"content": piece}))
@@ -203,7 +211,6 @@ class DeepSeekEmulator:
             await resp.write(b"data: " + orjson.dumps(payload) + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
-        return resp
 
 
 def _split(text: str, n: int) -> list[str]:
