@@ -13,7 +13,6 @@ import argparse
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import Result, free_port, pinned, rss_mib, wait_http, wrk
+from loadgen import Result, free_port, pinned, rss_mib, stop_all, wait_http, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks" / "gateway.md"
@@ -79,14 +78,7 @@ def main() -> None:
         print(f"RSS over ~{served} requests: " + " → ".join(f"{x:.1f}" for x in rss) + " MiB", flush=True)
         write_report(rows, rss, served, args.duration)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(procs, tmp)
 
 
 def write_report(rows: list[tuple[bool, int, Result, Result, Result]], rss: list[float], served: int,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -71,6 +72,24 @@ def wrk(url: str, conc: int, seconds: float, stream: bool, tmp: Path,
     if m:
         errs += sum(int(x) for x in m.groups())
     return Result(rps, p50, p99, errs)
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], tmp: Path) -> None:
+    """Interrupt every process (gracefully, then killed after 10 s) and remove `tmp`."""
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:

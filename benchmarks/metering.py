@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import Result, free_port, pinned, wait_http, wrk
+from loadgen import Result, cpu_seconds, free_port, pinned, stop_all, wait_http, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks" / "metering.md"
@@ -51,6 +50,7 @@ class Cell:
     conc: int
     off: list[Result]
     on: list[Result]
+    cpu_us: dict[str, list[float]]  # gateway CPU time per request, per round
 
     def median(self, side: str, field: str) -> float:
         return statistics.median(getattr(r, field) for r in getattr(self, side))
@@ -68,13 +68,18 @@ class Cell:
         return sum(r.errors for r in self.off + self.on)
 
 
-def measure(urls: dict[str, str], stream: bool, conc: int, rounds: int, seconds: float, tmp: Path,
-            auth: dict[str, str]) -> Cell:
-    cell = Cell(stream, conc, [], [])
+def measure(urls: dict[str, str], pids: dict[str, int], stream: bool, conc: int, rounds: int,
+            seconds: float, tmp: Path, auth: dict[str, str]) -> Cell:
+    cell = Cell(stream, conc, [], [], {"off": [], "on": []})
     for i in range(rounds):
         order = ("off", "on") if i % 2 == 0 else ("on", "off")
         for side in order:
-            getattr(cell, side).append(wrk(urls[side], conc, seconds, stream, tmp, auth))
+            before = cpu_seconds(pids[side])
+            r = wrk(urls[side], conc, seconds, stream, tmp, auth)
+            time.sleep(0.2)  # the last requests settle and the flusher's batch is counted
+            used = cpu_seconds(pids[side]) - before
+            getattr(cell, side).append(r)
+            cell.cpu_us[side].append(used / max(1.0, r.rps * round(seconds)) * 1e6)
     return cell
 
 
@@ -161,6 +166,7 @@ def main() -> None:
         for cfg, port in ((off, off_port), (on, on_port)):
             procs.append(subprocess.Popen(pinned(0, [sys.executable, "-m", "manxue", "serve",
                                                      "--config", str(cfg), "--port", str(port)]), env=env))
+        pids = {"off": procs[1].pid, "on": procs[2].pid}
         wait_http(f"http://127.0.0.1:{up}/v1/models")
         urls = {"off": f"http://127.0.0.1:{off_port}", "on": f"http://127.0.0.1:{on_port}"}
         for u in urls.values():
@@ -171,23 +177,18 @@ def main() -> None:
         cells: list[Cell] = []
         for stream in (False, True):
             for conc in (1, 50):
-                cell = measure(urls, stream, conc, args.rounds, args.duration, tmp, auth)
+                cell = measure(urls, pids, stream, conc, args.rounds, args.duration, tmp, auth)
                 cells.append(cell)
                 print(f"stream={stream} c={conc}: off {cell.median('off', 'rps'):.0f} rps, on "
                       f"{cell.median('on', 'rps'):.0f} rps ({cell.ratio:.0%}; rounds "
-                      f"{min(cell.round_ratios):.0%}–{max(cell.round_ratios):.0%})", flush=True)
+                      f"{min(cell.round_ratios):.0%}–{max(cell.round_ratios):.0%}); CPU per request "
+                      f"{statistics.median(cell.cpu_us['off']):.0f} / "
+                      f"{statistics.median(cell.cpu_us['on']):.0f} µs", flush=True)
         direct, journal = ledger_ingest(args.rows, tmp)
         print(f"ledger ingest: {direct:,.0f} rows/s batched, {journal:,.0f} rows/s through the journal")
         report(cells, direct, journal, args)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(procs, tmp)
 
 
 def report(cells: list[Cell], direct: float, journal: float, args: argparse.Namespace) -> None:
@@ -206,21 +207,23 @@ def report(cells: list[Cell], direct: float, journal: float, args: argparse.Name
         f"{time.strftime('%Y-%m-%d')}.",
         "",
         "| mode | concurrency | metering off RPS | metering on RPS | on / off | per-round on / off "
-        "| off p50 ms | on p50 ms | off p99 ms | on p99 ms | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| gateway CPU µs / request, off / on | off p50 ms | on p50 ms | off p99 ms | on p99 ms "
+        "| errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells:
         rr = c.round_ratios
         lines.append(
             f"| {'stream' if c.stream else 'non-stream'} | {c.conc} | {c.median('off', 'rps'):,.0f} "
             f"| {c.median('on', 'rps'):,.0f} | **{c.ratio:.0%}** | {min(rr):.0%}–{max(rr):.0%} "
+            f"| {statistics.median(c.cpu_us['off']):.0f} / {statistics.median(c.cpu_us['on']):.0f} "
             f"| {c.median('off', 'p50_ms'):.3f} | {c.median('on', 'p50_ms'):.3f} "
             f"| {c.median('off', 'p99_ms'):.3f} | {c.median('on', 'p99_ms'):.3f} | {c.errors} |")
     lines += [
         "",
         f"Ledger ingest on SQLite (WAL), {args.rows:,} rows: **{direct:,.0f} rows/s** in batched "
         "inserts of 5,000; "
-        f"**{journal:,.0f} rows/s** through the whole path (journal write per row, then batch "
+        f"**{journal:,.0f} rows/s** through the whole path (journal copy per row, then batch "
         "flush to SQL).",
         "",
         "Targets: metering on ≥ 85% of off; ledger ingest ≥ 5,000 rows/s on SQLite.",

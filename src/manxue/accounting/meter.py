@@ -110,7 +110,8 @@ class Meter:
         self._digests: dict[str, str] = {}
         self._plans: dict[str, tuple[KeyRecord, Limits, str | None]] = {}
         self._output_bounds: dict[str, tuple[int, int]] = {}
-        self._ttl: tuple[int, float] = (-1, 0.0)
+        # a reservation outlives the longest request a deployment allows, then lapses
+        self._ttl = max((d.timeouts.total for d in settings.deployments), default=600.0) + 60.0
         # counters that never wait (in memory) are called without a coroutine
         self._admit_now: Callable[[str, str, int, Limits, float], Refusal | None] | None = \
             getattr(counters, "admit_now", None)
@@ -217,20 +218,12 @@ class Meter:
             out = (out or extra[0]) + extra[1]
             reserve = prices.rates.cost_nano(0, body_bytes, out)
         if self._admit_now is not None:
-            refusal = self._admit_now(key.id, request_id, reserve, limits, self._reservation_ttl())
+            refusal = self._admit_now(key.id, request_id, reserve, limits, self._ttl)
         else:
-            refusal = await self.counters.admit(key.id, request_id, reserve, limits,
-                                                ttl=self._reservation_ttl())
+            refusal = await self.counters.admit(key.id, request_id, reserve, limits, ttl=self._ttl)
         if refusal is not None:
             raise self._refused(refusal, key)
         return Ticket(key, limits, reserve, prices, raw, now)
-
-    def _reservation_ttl(self) -> float:
-        deployments = self.settings.deployments
-        if self._ttl[0] != len(deployments):
-            longest = max((d.timeouts.total for d in deployments), default=600.0)
-            self._ttl = (len(deployments), longest + 60.0)
-        return self._ttl[1]
 
     def _plan(self, key: KeyRecord) -> tuple[KeyRecord, Limits, str | None]:
         """What admission needs of a key, rebuilt when the key's record changes."""
