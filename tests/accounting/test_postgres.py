@@ -62,3 +62,29 @@ def test_replay_is_idempotent_on_postgres(pg_url):
     assert insert_rows(engine, [row, row]) == 0
     got = reports.usage_rows(engine, tenant="replay-tenant")
     assert len(got) == 1 and got[0]["cost"] == "0.000000123"
+
+
+def test_flushed_rows_keep_their_utc_time_whatever_the_session_time_zone(pg_url):
+    from sqlalchemy import select
+
+    from manxue.accounting.ledger import LEDGER_COLUMNS, append_rows, ledger_time
+    from manxue.store.db import open_engine
+    from manxue.store.tables import ledger
+
+    name = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
+        c.execute(f"ALTER DATABASE \"{name}\" SET timezone = 'Asia/Shanghai'")
+    engine = open_engine(pg_url)
+    ts = 1_764_600_000.123456  # 2025-12-01 14:40:00.123456 UTC
+    values = dict.fromkeys(LEDGER_COLUMNS)
+    values.update(request_id=f"tz-{uuid.uuid4().hex}", at=ledger_time(ts), model="m", stream=True,
+                  status="ok", prompt_tokens=1, cache_hit_tokens=0, cache_miss_tokens=1,
+                  completion_tokens=1, reasoning_tokens=0, usage_source="upstream", cost_nano=7,
+                  upstream_cost_nano=0, client_request_id="client-7")
+    row = tuple(values[c] for c in LEDGER_COLUMNS)
+    assert append_rows(engine, [row, row]) == 2  # the second is skipped by request id
+    with engine.connect() as c:
+        got = c.execute(select(ledger.c.at, ledger.c.client_request_id)
+                        .where(ledger.c.request_id == values["request_id"])).all()
+    assert len(got) == 1
+    assert got[0].at == datetime.fromtimestamp(ts, UTC) and got[0].client_request_id == "client-7"
