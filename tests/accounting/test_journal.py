@@ -108,6 +108,10 @@ def test_flusher_moves_rows_to_sql_and_deletes_emptied_segments(tmp_path: Path) 
         for i in range(50, 80):
             writer.write(row(i))
         await writer.flush()  # the first segment's rows are in SQL: it is gone
+        assert len(list((tmp_path / "journal").glob("segment-*"))) == 1  # the open one
+        for _ in range(5):  # idle: nothing to seal, nothing piles up
+            await writer.flush()
+        assert len(list((tmp_path / "journal").glob("segment-*"))) == 1
         await writer.close()
 
     asyncio.run(scenario())

@@ -45,6 +45,7 @@ class Segment:
         self.size = size
         self.mm = mmap.mmap(fd, size)
         self.pos = 0
+        self.rows_from = 0  # where the rows start (after the header)
         self.opened = time.monotonic()
 
     @classmethod
@@ -64,6 +65,7 @@ class Segment:
             path.unlink(missing_ok=True)
             raise
         seg.write(header)
+        seg.rows_from = seg.pos
         return seg
 
     def write(self, line: bytes) -> bool:
@@ -117,9 +119,10 @@ class Journal:
 
     # ---- the flusher --------------------------------------------------------------------------
     def due(self) -> bool:
-        """Whether the open segment should be sealed now (old, or half full)."""
+        """Whether the open segment should be sealed now: it holds rows, and is old or half full."""
         seg = self._open
-        return seg is not None and (seg.fill >= 0.5 or time.monotonic() - seg.opened >= self.max_age)
+        return seg is not None and seg.pos > seg.rows_from and (
+            seg.fill >= 0.5 or time.monotonic() - seg.opened >= self.max_age)
 
     def new_segment(self) -> Segment:
         """A fresh segment (call from a worker thread; install it with `swap`)."""

@@ -115,10 +115,13 @@ class LedgerWriter:
             old = self.journal.swap(await asyncio.to_thread(self.journal.new_segment))
             if old is not None:
                 await asyncio.to_thread(old.seal)
+        segments = self.journal.sealed()  # every row of these is in `_pending` or already in SQL
         if not self._pending:
+            if segments:
+                await asyncio.to_thread(delete, segments)
+                self.journal.forget(segments)
             return
         rows, self._pending = self._pending, []
-        segments = self.journal.sealed()  # every row of these is in `rows` or already in SQL
         try:
             await asyncio.to_thread(self._commit, rows, segments)
         except Exception:
