@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import pytest
 from sqlalchemy import func, select
 
 from manxue.accounting.journal import Journal
 from manxue.accounting.ledger import LEDGER_COLUMNS, LedgerRow, LedgerWriter, ledger_time
+from manxue.errors import ServiceUnavailable
 from manxue.store.db import open_engine
 from manxue.store.tables import ledger
 
@@ -88,6 +90,14 @@ def test_torn_lines_and_older_formats_replay(tmp_path: Path, caplog) -> None:
     assert found["segment-1-1.jsonl"] == [old]
     assert found["segment-1-2.jsonl"] == [as_dict(row(1))]
     assert "torn line" in caplog.text
+
+
+def test_a_journal_that_cannot_be_written_is_a_clear_503(tmp_path: Path) -> None:
+    j = Journal(tmp_path, LEDGER_COLUMNS, segment_bytes=2**62)  # no disk has that much room
+    with pytest.raises(ServiceUnavailable) as err:
+        j.append(row(1))
+    assert err.value.status == 503 and err.value.code == "ledger_unavailable"
+    assert list(tmp_path.glob("segment-*")) == []  # nothing half-made is left behind
 
 
 def test_ledger_time_is_utc_text_sqlalchemy_reads() -> None:

@@ -29,6 +29,8 @@ from typing import Any
 
 import orjson
 
+from manxue.errors import ServiceUnavailable
+
 log = logging.getLogger("manxue.ledger")
 
 SEGMENT_BYTES = 8 * 1024 * 1024
@@ -161,7 +163,14 @@ class Journal:
 
     def _new_segment(self, line_bytes: int) -> Segment:
         size = max(self.segment_bytes, len(self._header) + line_bytes)
-        return Segment.create(self.dir, self._header, size)
+        try:
+            return Segment.create(self.dir, self._header, size)
+        except OSError as exc:
+            log.error("journal: cannot open a %d-byte segment in %s: %s", size, self.dir, exc)
+            raise ServiceUnavailable(
+                "the gateway cannot record usage right now (its ledger journal cannot be written), "
+                "so it does not serve answers; retry shortly", code="ledger_unavailable",
+                retry_after=5.0) from exc
 
     def _install(self, seg: Segment) -> None:
         old = self.swap(seg)
