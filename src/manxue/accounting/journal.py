@@ -108,13 +108,8 @@ class Journal:
         """Write one row (values in the header's column order)."""
         line = orjson.dumps(row, option=_DUMPS_OPTIONS)
         seg = self._open
-        if seg is not None:  # Segment.write, inlined: this runs once per request
-            start = seg.pos
-            end = start + len(line)
-            if end <= seg.size:
-                seg.mm[start:end] = line
-                seg.pos = end
-                return
+        if seg is not None and seg.write(line):
+            return
         seg = self._new_segment(len(line))
         self._install(seg)
         seg.write(line)
@@ -141,13 +136,8 @@ class Journal:
         """Segments no longer written to and not yet released."""
         return list(self._sealed)
 
-    def release(self, segments: list[Path]) -> None:
-        """The rows of these segments are in SQL: delete them."""
-        delete(segments)
-        self.forget(segments)
-
     def forget(self, segments: list[Path]) -> None:
-        """These segments were deleted (`delete`, from a worker thread)."""
+        """These segments were deleted (their rows are in SQL; `delete` runs in a worker thread)."""
         for seg in segments:
             if seg in self._sealed:
                 self._sealed.remove(seg)

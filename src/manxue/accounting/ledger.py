@@ -116,10 +116,7 @@ class LedgerWriter:
             if old is not None:
                 await asyncio.to_thread(old.seal)
         segments = self.journal.sealed()  # every row of these is in `_pending` or already in SQL
-        if not self._pending:
-            if segments:
-                await asyncio.to_thread(delete, segments)
-                self.journal.forget(segments)
+        if not self._pending and not segments:
             return
         rows, self._pending = self._pending, []
         try:
@@ -148,12 +145,11 @@ class LedgerWriter:
     async def close(self) -> None:
         async with self._flushing:
             segments = self.journal.close()
-            if self._pending:
-                rows, self._pending = self._pending, []
-                try:
-                    await asyncio.to_thread(append_rows, self.engine, rows)
-                except Exception:
-                    log.exception("ledger: the last %d rows stay in the journal for the next start",
-                                  len(rows))
-                    return
-            self.journal.release(segments)
+            rows, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(self._commit, rows, segments)
+            except Exception:
+                log.exception("ledger: the last %d rows stay in the journal for the next start",
+                              len(rows))
+                return
+            self.journal.forget(segments)

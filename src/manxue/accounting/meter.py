@@ -268,9 +268,7 @@ class Meter:
         cost = 0
         if prices is not None and usage is not None:
             cost = prices.rates.cost_nano(u.cache_hit_tokens, u.cache_miss_tokens, u.completion_tokens)
-        upstream = 0
-        if outcome.deployment in self.prices.costed:
-            upstream = self.prices.upstream_cost(outcome.deployment, ctx.model, usage, ticket.at)
+        upstream = self.prices.upstream_cost(outcome.deployment, ctx.model, usage, ticket.at)
         key = ticket.key
         texts = prices.texts if prices is not None else _NO_PRICES
         self.writer.write((  # in LEDGER_COLUMNS order
@@ -314,8 +312,6 @@ class Meter:
 
     def _usage(self, outcome: Outcome, ticket: Ticket) -> tuple[Usage | None, str]:
         """Usage for an answer whose upstream reported none: counted, or none at all."""
-        if outcome.usage is not None:
-            return outcome.usage, "upstream"
         if not outcome.deployment:  # never reached an upstream: nothing to bill
             return None, "none"
         family = self.settings.model_settings(outcome.ctx.model).tokenizer \

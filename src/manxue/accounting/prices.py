@@ -33,15 +33,11 @@ class Prices:
         object.__setattr__(self, "rates", Rates.of(self.hit, self.miss, self.output))
         object.__setattr__(self, "texts", (str(self.hit), str(self.miss), str(self.output)))
 
-    def cost_nano(self, hit: int, miss: int, output: int) -> int:
-        return self.rates.cost_nano(hit, miss, output)
-
 
 class PriceBook:
     def __init__(self, lists: dict[str, PriceList], deployments: list[DeploymentSettings]) -> None:
         self.lists = lists
         self.deployments = {d.name: d for d in deployments}
-        self.costed = frozenset(d.name for d in deployments if d.cost_price_list is not None)
         self._cache: dict[tuple[str, str, int], Prices | None] = {}
 
     @classmethod
@@ -97,4 +93,5 @@ class PriceBook:
             or self.lookup_at(dep.cost_price_list, model, ts)
         if prices is None:
             return 0
-        return prices.cost_nano(usage.cache_hit_tokens, usage.cache_miss_tokens, usage.completion_tokens)
+        return prices.rates.cost_nano(usage.cache_hit_tokens, usage.cache_miss_tokens,
+                                      usage.completion_tokens)
