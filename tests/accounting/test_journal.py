@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from manxue.accounting.journal import Journal
-from manxue.accounting.ledger import LEDGER_COLUMNS, LedgerRow, LedgerWriter, ledger_time
+from manxue.accounting.ledger import LEDGER_COLUMNS, LedgerRow, LedgerWriter, append_rows, ledger_time
 from manxue.errors import ServiceUnavailable
 from manxue.store.db import open_engine
 from manxue.store.tables import ledger
@@ -104,6 +104,24 @@ def test_ledger_time_is_utc_text_sqlalchemy_reads() -> None:
     ts = 1_764_600_123.456789
     assert ledger_time(ts) == datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     assert ledger_time(ts + 1).endswith(":04.456789")  # the per-second cache moves on
+
+
+@pytest.mark.parametrize("n", [1, 2, 127, 128, 129, 300])
+def test_a_batch_of_any_size_reaches_sql_once_and_intact(tmp_path: Path, n: int) -> None:
+    """Batches go in multi-row INSERTs of 128 rows, then halving: every size lands whole, with
+    NULLs, bools and quoted text as they were, and repeated request ids skipped."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    rows = [row(i, at=1_764_600_000.25 + i / 1000) for i in range(n)]
+    repeats = rows[: min(5, n)]
+    assert append_rows(engine, rows + repeats) == n + len(repeats)
+    assert append_rows(engine, repeats) == len(repeats)
+    with engine.connect() as c:
+        stored = {r.request_id: r._asdict() for r in c.execute(select(ledger))}
+    assert len(stored) == n
+    for r in rows:
+        got = stored[r[0]]
+        got["at"] = got["at"].strftime("%Y-%m-%d %H:%M:%S.%f")
+        assert got == as_dict(r)
 
 
 def test_flusher_moves_rows_to_sql_and_deletes_emptied_segments(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from sqlalchemy import Integer
 
 from manxue.accounting import reports
 from manxue.accounting.keys import KeyStore
@@ -88,3 +89,31 @@ def test_flushed_rows_keep_their_utc_time_whatever_the_session_time_zone(pg_url)
                         .where(ledger.c.request_id == values["request_id"])).all()
     assert len(got) == 1
     assert got[0].at == datetime.fromtimestamp(ts, UTC) and got[0].client_request_id == "client-7"
+
+
+def test_a_batch_crossing_statement_chunks_lands_whole(pg_url):
+    from sqlalchemy import func, select
+
+    from manxue.accounting.ledger import LEDGER_COLUMNS, append_rows, ledger_time
+    from manxue.store.db import open_engine
+    from manxue.store.tables import ledger
+
+    engine = open_engine(pg_url)
+    run = uuid.uuid4().hex[:8]
+    rows = []
+    for i in range(300):  # 128 + 128 + 32 + 8 + 4 rows per INSERT
+        values = dict.fromkeys(LEDGER_COLUMNS)
+        values.update(request_id=f"chunk-{run}-{i}", at=ledger_time(1_764_600_000 + i), model="m",
+                      stream=i % 2 == 0, status="ok", prompt_tokens=i, cache_hit_tokens=0,
+                      cache_miss_tokens=i, completion_tokens=1, reasoning_tokens=0,
+                      usage_source="upstream", cost_nano=i, upstream_cost_nano=0,
+                      error=None if i % 3 else "it's \"quoted\"")
+        rows.append(tuple(values[c] for c in LEDGER_COLUMNS))
+    assert append_rows(engine, rows + rows[:3]) == 303
+    with engine.connect() as c:
+        mine = ledger.c.request_id.like(f"chunk-{run}-%")
+        count, cost, streams = c.execute(select(func.count(), func.sum(ledger.c.cost_nano),
+                                                func.sum(func.cast(ledger.c.stream, Integer)))
+                                         .where(mine)).one()
+        quoted = c.execute(select(func.count()).where(mine, ledger.c.error == "it's \"quoted\"")).scalar()
+    assert (count, cost, streams, quoted) == (300, sum(range(300)), 150, 100)

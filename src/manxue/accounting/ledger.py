@@ -7,6 +7,8 @@ import contextlib
 import logging
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -21,38 +23,54 @@ log = logging.getLogger("manxue.ledger")
 
 LEDGER_COLUMNS: tuple[str, ...] = tuple(str.__str__(c.name) for c in ledger.columns)
 LedgerRow = tuple[Any, ...]  # one value per column of LEDGER_COLUMNS, in that order
-_clock: tuple[int, str] = (-1, "")
+_clock: list[Any] = [-1, ""]  # the last second formatted, and its text (a list: no `global`)
+_CHUNK = 128  # rows per INSERT statement: 128 × 26 values, within SQLite's and PostgreSQL's limits
 
 
 def ledger_time(ts: float) -> str:
     """A POSIX time as ledger rows carry it: naive UTC text, 'YYYY-MM-DD HH:MM:SS.ffffff'
-    (the form SQLAlchemy stores in SQLite), formatted once per second."""
-    global _clock
+    (the form SQLAlchemy stores in SQLite), the seconds formatted once per second."""
     second = int(ts)
-    if _clock[0] != second:
-        _clock = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second)))
-    return f"{_clock[1]}.{int((ts - second) * 1_000_000):06d}"
+    clock = _clock
+    if clock[0] != second:
+        clock[1] = time.strftime("%Y-%m-%d %H:%M:%S.", time.gmtime(second))
+        clock[0] = second
+    text: str = clock[1]
+    # %-formatting a float as %d truncates it, as int() would, in fewer steps than an f-string
+    return text + "%06d" % ((ts - second) * 1_000_000)  # noqa: UP031
 
 
-def _append_sql(dialect: str) -> str:
+@lru_cache(maxsize=32)
+def _append_sql(dialect: str, rows: int) -> str:
     if dialect == "sqlite":
         marks = ["?"] * len(LEDGER_COLUMNS)
     else:  # the text is UTC whatever the session's time zone
         marks = ["(CAST(%s AS timestamp) AT TIME ZONE 'UTC')" if c == "at" else "%s"
                  for c in LEDGER_COLUMNS]
-    return (f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join(marks)}) "
+    one = f"({', '.join(marks)})"
+    return (f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES {', '.join([one] * rows)} "
             "ON CONFLICT (request_id) DO NOTHING")
 
 
 def append_rows(engine: Engine, rows: list[LedgerRow]) -> int:
-    """The flusher's fast path: rows as `Meter.record` builds them (`at` from `ledger_time`)
-    in one driver-level executemany, request ids already present skipped. Returns the number
-    of rows sent."""
+    """The flusher's fast path: rows as `Meter.record` builds them (`at` from `ledger_time`),
+    request ids already present skipped, in one transaction. Returns the number of rows sent.
+
+    Rows go in multi-row INSERTs of up to `_CHUNK` rows (then halving, so that a handful of
+    statement texts cover every batch size and stay in the driver's statement cache): in
+    SQLite that costs about a third less per row than an executemany of single-row INSERTs,
+    which steps, resets and re-binds the statement once per row."""
     if not rows:
         return 0
+    dialect = engine.dialect.name
     with engine.begin() as c:
-        c.exec_driver_sql(_append_sql(engine.dialect.name), rows)
-    return len(rows)
+        i, total = 0, len(rows)
+        while i < total:
+            n = min(_CHUNK, total - i)
+            n = 1 << (n.bit_length() - 1)  # the largest power of two that fits
+            c.exec_driver_sql(_append_sql(dialect, n), tuple(chain.from_iterable(rows[i:i + n])))
+            i += n
+    return total
 
 
 def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> int:
