@@ -54,6 +54,8 @@ class Counters(Protocol):
 
 
 _period_cache: tuple[int, tuple[str, str]] = (-1, ("", ""))
+_monotonic = time.monotonic
+_time = time.time
 
 
 def period_keys(now: datetime) -> tuple[str, str]:
@@ -88,9 +90,10 @@ class _Bucket:
     at: float
 
     def refill(self, capacity: int, now: float) -> float:
-        self.level = min(float(capacity), self.level + (now - self.at) * capacity / 60.0)
+        level = self.level + (now - self.at) * capacity / 60.0
+        self.level = level = level if level < capacity else float(capacity)
         self.at = now
-        return self.level
+        return level
 
 
 @dataclass(slots=True)
@@ -100,8 +103,10 @@ class _KeyState:
     inflight: dict[str, int] = field(default_factory=dict)
     reserved: int = 0  # the sum of `inflight`
     spent: int = 0
-    day: tuple[str, int] = ("", 0)
-    month: tuple[str, int] = ("", 0)
+    day: str = ""  # the UTC day ("YYYYMMDD") that `day_spent` counts, and the month likewise
+    day_spent: int = 0
+    month: str = ""
+    month_spent: int = 0
 
 
 class LocalCounters:
@@ -128,13 +133,20 @@ class LocalCounters:
             return Refusal("concurrency", 1.0)
         rpm, tpm = limits.rpm, limits.tpm
         if rpm is not None or tpm is not None:
-            mono = time.monotonic()
+            mono = _monotonic()
             if rpm is not None:
-                st.rpm = bucket = st.rpm or _Bucket(float(rpm), mono)
-                if bucket.refill(rpm, mono) < 1:
-                    return Refusal("rpm", (1 - bucket.level) * 60.0 / rpm)
+                bucket = st.rpm
+                if bucket is None:
+                    bucket = st.rpm = _Bucket(float(rpm), mono)
+                level = bucket.level + (mono - bucket.at) * rpm / 60.0  # `refill`, inlined
+                bucket.level = level = level if level < rpm else float(rpm)
+                bucket.at = mono
+                if level < 1:
+                    return Refusal("rpm", (1 - level) * 60.0 / rpm)
             if tpm is not None:
-                st.tpm = bucket = st.tpm or _Bucket(float(tpm), mono)
+                bucket = st.tpm
+                if bucket is None:
+                    bucket = st.tpm = _Bucket(float(tpm), mono)
                 if bucket.refill(tpm, mono) < 1:
                     return Refusal("tpm", (1 - bucket.level) * 60.0 / tpm)
         reserved = st.reserved
@@ -145,8 +157,8 @@ class LocalCounters:
             refusal = self._budgets(st, reserved + reserve_nano, limits)
             if refusal is not None:
                 return refusal
-        if st.rpm is not None:
-            st.rpm.level -= 1
+        if rpm is not None:
+            st.rpm.level -= 1  # type: ignore[union-attr]  # made above
         st.inflight[req_id] = reserve_nano
         st.reserved = reserved + reserve_nano
         return None
@@ -156,11 +168,11 @@ class LocalCounters:
         now = datetime.now(UTC)
         day, month = period_keys(now)
         if limits.daily_budget_nano is not None:
-            spent_today = st.day[1] if st.day[0] == day else 0
+            spent_today = st.day_spent if st.day == day else 0
             if spent_today + committed > limits.daily_budget_nano:
                 return Refusal("daily_budget", seconds_to_period_end(now, False))
         if limits.monthly_budget_nano is not None:
-            spent_month = st.month[1] if st.month[0] == month else 0
+            spent_month = st.month_spent if st.month == month else 0
             if spent_month + committed > limits.monthly_budget_nano:
                 return Refusal("monthly_budget", seconds_to_period_end(now, True))
         return None
@@ -176,14 +188,24 @@ class LocalCounters:
         st.reserved -= st.inflight.pop(req_id, 0)
         if cost_nano:
             st.spent += cost_nano
-            day, month = period_keys_at(time.time())
-            d, m = st.day, st.month
-            st.day = (day, (d[1] if d[0] == day else 0) + cost_nano)
-            st.month = (month, (m[1] if m[0] == month else 0) + cost_nano)
+            second = int(_time())
+            if _period_cache[0] != second:
+                period_keys_at(second)
+            day, month = _period_cache[1]
+            if st.day == day:
+                st.day_spent += cost_nano
+            else:
+                st.day, st.day_spent = day, cost_nano
+            if st.month == month:
+                st.month_spent += cost_nano
+            else:
+                st.month, st.month_spent = month, cost_nano
         tpm = limits.tpm
         if tpm is not None and tokens:
-            mono = time.monotonic()
-            st.tpm = bucket = st.tpm or _Bucket(float(tpm), mono)
+            mono = _monotonic()
+            bucket = st.tpm
+            if bucket is None:
+                bucket = st.tpm = _Bucket(float(tpm), mono)
             bucket.level = bucket.refill(tpm, mono) - tokens
 
     async def load_spent(self, total: dict[str, int], day: dict[str, int],
@@ -192,8 +214,8 @@ class LocalCounters:
         for key_id, spent in total.items():
             st = self._state(key_id)
             st.spent = spent
-            st.day = (d, day.get(key_id, 0))
-            st.month = (m, month.get(key_id, 0))
+            st.day, st.day_spent = d, day.get(key_id, 0)
+            st.month, st.month_spent = m, month.get(key_id, 0)
 
     async def spent(self, key_id: str) -> int:
         return self._state(key_id).spent

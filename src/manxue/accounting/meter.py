@@ -105,6 +105,8 @@ class Meter:
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: set[asyncio.Task[None]] = set()
         self._default_list = settings.billing.default_price_list
+        self._costed = prices.costed
+        self._write = writer.write
         # token → its SHA-256, for tokens seen to name a key: the lookup still goes through
         # `keys.by_hash`, so a rotated or deleted key stops working at the next reload
         self._digests: dict[str, str] = {}
@@ -189,6 +191,33 @@ class Meter:
 
     async def admit(self, key: KeyRecord | None, req: ChatRequest, raw: dict[str, Any],
                     request_id: str, body_bytes: int) -> Ticket:
+        """Check the key's limits and reserve the request's largest possible cost; raise the
+        403 / 402 / 429 a refusal calls for."""
+        ticket = self._ticket(key, req, raw, body_bytes)
+        if key is not None:
+            refusal = await self.counters.admit(key.id, request_id, ticket.reserve_nano,
+                                                ticket.limits, ttl=self._ttl)
+            if refusal is not None:
+                raise self._refused(refusal, key)
+        return ticket
+
+    def admit_now(self, key: KeyRecord | None, req: ChatRequest, raw: dict[str, Any],
+                  request_id: str, body_bytes: int) -> Ticket | None:
+        """`admit` without a coroutine where the counters are in memory; None where they are
+        not (in Redis), and the caller awaits `admit` instead."""
+        check = self._admit_now
+        if check is None:
+            return None
+        ticket = self._ticket(key, req, raw, body_bytes)
+        if key is not None:
+            refusal = check(key.id, request_id, ticket.reserve_nano, ticket.limits, self._ttl)
+            if refusal is not None:
+                raise self._refused(refusal, key)
+        return ticket
+
+    def _ticket(self, key: KeyRecord | None, req: ChatRequest, raw: dict[str, Any],
+                body_bytes: int) -> Ticket:
+        """What admission needs to decide: the key's limits, the prices, the sum to reserve."""
         now = time.time()
         model = req.model
         if key is None:
@@ -200,7 +229,6 @@ class Meter:
         plan = self._plans.get(key.id)
         if plan is None or plan[0] is not key:
             plan = self._plan(key)
-        limits = plan[1]
         prices = self.prices.lookup_at(plan[2], model, now)
         if prices is None:
             if key.prepaid:
@@ -217,13 +245,7 @@ class Meter:
                 extra = self._output_bound(model)
             out = (out or extra[0]) + extra[1]
             reserve = prices.rates.cost_nano(0, body_bytes, out)
-        if self._admit_now is not None:
-            refusal = self._admit_now(key.id, request_id, reserve, limits, self._ttl)
-        else:
-            refusal = await self.counters.admit(key.id, request_id, reserve, limits, ttl=self._ttl)
-        if refusal is not None:
-            raise self._refused(refusal, key)
-        return Ticket(key, limits, reserve, prices, raw, now)
+        return Ticket(key, plan[1], reserve, prices, raw, now)
 
     def _plan(self, key: KeyRecord) -> tuple[KeyRecord, Limits, str | None]:
         """What admission needs of a key, rebuilt when the key's record changes."""
@@ -268,10 +290,11 @@ class Meter:
         cost = 0
         if prices is not None and usage is not None:
             cost = prices.rates.cost_nano(u.cache_hit_tokens, u.cache_miss_tokens, u.completion_tokens)
-        upstream = self.prices.upstream_cost(outcome.deployment, ctx.model, usage, ticket.at)
+        upstream = self.prices.upstream_cost(outcome.deployment, ctx.model, usage, ticket.at) \
+            if outcome.deployment in self._costed else 0
         key = ticket.key
         texts = prices.texts if prices is not None else _NO_PRICES
-        self.writer.write((  # in LEDGER_COLUMNS order
+        self._write((  # in LEDGER_COLUMNS order
             ctx.request_id,                                           # request_id
             ledger_time(ticket.at),                                   # at
             key.tenant_id if key else None,                           # tenant_id

@@ -8,7 +8,7 @@ keeps the token counts and unit prices, so the cost can be recomputed from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 
 NANO = 1_000_000_000
@@ -39,6 +39,15 @@ class Rates:
     miss: int
     output: int
     scale: int
+    # a total is in 10^-(scale+6) units; nano-cost = round(total / div) × 10 when div > 1,
+    # else total × mul (both powers of ten, computed once)
+    div: int = field(init=False, repr=False, compare=False)
+    mul: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        shift = self.scale - 2  # 10^(scale+6) units → 1e-8 units
+        object.__setattr__(self, "div", 10 ** shift if shift > 0 else 1)
+        object.__setattr__(self, "mul", 10 ** (1 - shift) if shift <= 0 else 10)
 
     @classmethod
     def of(cls, hit: Decimal, miss: Decimal, output: Decimal) -> Rates:
@@ -51,10 +60,9 @@ class Rates:
         """(hit·p_hit + miss·p_miss + output·p_output) / 1e6, rounded half to even to 1e-8
         of the currency unit, in nano-units."""
         total = hit * self.hit + miss * self.miss + output * self.output  # × 10^(scale+6)
-        shift = self.scale - 2  # 10^(scale+6) units → 1e-8 units
-        if shift <= 0:
-            return total * int(10 ** -shift) * 10
-        div = int(10 ** shift)
+        div = self.div
+        if div == 1:
+            return total * self.mul
         q, r = divmod(total, div)
         if 2 * r > div or (2 * r == div and q & 1):
             q += 1

@@ -28,9 +28,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         local_only=request.headers.get(PRIVACY_HEADER, "").lower() == "local"
         or (key is not None and key.privacy == "local"),
     )
-    if st.meter is not None:
+    meter = st.meter
+    if meter is not None:
         st.router.check(req.model, ctx.local_only)  # unknown model or policy: 4xx before admission
-        ctx.ticket = await st.meter.admit(key, req, raw, ctx.request_id, len(body))
+        ctx.ticket = meter.admit_now(key, req, raw, ctx.request_id, len(body)) \
+            or await meter.admit(key, req, raw, ctx.request_id, len(body))
     if not req.stream:
         body = await st.chat.complete(req, raw, ctx)
         return web.Response(body=body, content_type="application/json")
