@@ -97,3 +97,10 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def write_doc(out: Path, lines: list[str], root: Path) -> None:
+    """Write a benchmark's Markdown result and say where it went."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print(f"wrote {out.relative_to(root)}")

@@ -4,10 +4,13 @@ SQL ingest rate on SQLite.
 
     python benchmarks/metering.py [--rounds 7] [--duration 3] [--rows 100000]
 
-Needs `wrk`. Gateways pinned to CPU 0, emulator and wrk to CPU 1. Each cell is measured in
-several short rounds that alternate off, on, on, off, ... so that drift on a shared machine
-falls on both sides alike; the table gives medians and the spread of the per-round ratios.
-Writes docs/benchmarks/metering.md.
+Needs `wrk`. Both gateways are pinned to CPU 0, the emulator and wrk to CPU 1, and in every
+round both gateways are loaded at the same time, each by its own wrk: whatever the shared
+host does during a round, it does to both. Two ratios come out of each round: requests served
+(on / off), and requests per CPU-second of the gateway process (off's CPU time per request
+over on's), which is the throughput each would reach on a core of its own and does not
+depend on how the scheduler split CPU 0 between them. The table gives medians and the spread
+of the per-round ratios. Writes docs/benchmarks/metering.md.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +35,7 @@ from loadgen import Result, cpu_seconds, free_port, pinned, stop_all, wait_http,
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks" / "metering.md"
 NOTES_MARK = "<!-- notes below are written by hand and kept across runs -->"
+SIDES = ("off", "on")
 
 PRICES = """
 [[list]]
@@ -51,17 +56,28 @@ class Cell:
     off: list[Result]
     on: list[Result]
     cpu_us: dict[str, list[float]]  # gateway CPU time per request, per round
+    upstream_busy: list[float]  # share of a core the emulator used, per round
 
     def median(self, side: str, field: str) -> float:
         return statistics.median(getattr(r, field) for r in getattr(self, side))
 
     @property
-    def ratio(self) -> float:
-        return self.median("on", "rps") / self.median("off", "rps")
+    def round_ratios(self) -> list[float]:
+        """Requests served, on / off, per round."""
+        return [b.rps / a.rps for a, b in zip(self.off, self.on, strict=True)]
 
     @property
-    def round_ratios(self) -> list[float]:
-        return [b.rps / a.rps for a, b in zip(self.off, self.on, strict=True)]
+    def cpu_ratios(self) -> list[float]:
+        """Requests per CPU-second, on / off (= CPU per request, off / on), per round."""
+        return [a / b for a, b in zip(self.cpu_us["off"], self.cpu_us["on"], strict=True)]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.round_ratios)
+
+    @property
+    def cpu_ratio(self) -> float:
+        return statistics.median(self.cpu_ratios)
 
     @property
     def errors(self) -> int:
@@ -70,16 +86,26 @@ class Cell:
 
 def measure(urls: dict[str, str], pids: dict[str, int], stream: bool, conc: int, rounds: int,
             seconds: float, tmp: Path, auth: dict[str, str]) -> Cell:
-    cell = Cell(stream, conc, [], [], {"off": [], "on": []})
-    for i in range(rounds):
-        order = ("off", "on") if i % 2 == 0 else ("on", "off")
-        for side in order:
-            before = cpu_seconds(pids[side])
-            r = wrk(urls[side], conc, seconds, stream, tmp, auth)
+    """`rounds` rounds, each loading both gateways at once for `seconds`."""
+    cell = Cell(stream, conc, [], [], {"off": [], "on": []}, [])
+    scratch = {side: tmp / f"wrk-{side}" for side in SIDES}
+    for d in scratch.values():
+        d.mkdir(exist_ok=True)
+    with ThreadPoolExecutor(len(SIDES)) as pool:
+        for _ in range(rounds):
+            before = {side: cpu_seconds(pids[side]) for side in (*SIDES, "upstream")}
+            t0 = time.perf_counter()
+            runs = {side: pool.submit(wrk, urls[side], conc, seconds, stream, scratch[side], auth)
+                    for side in SIDES}
+            got = {side: f.result() for side, f in runs.items()}
+            wall = time.perf_counter() - t0
             time.sleep(0.2)  # the last requests settle and the flusher's batch is counted
-            used = cpu_seconds(pids[side]) - before
-            getattr(cell, side).append(r)
-            cell.cpu_us[side].append(used / max(1.0, r.rps * round(seconds)) * 1e6)
+            for side in SIDES:
+                r = got[side]
+                getattr(cell, side).append(r)
+                used = cpu_seconds(pids[side]) - before[side]
+                cell.cpu_us[side].append(used / max(1.0, r.rps * round(seconds)) * 1e6)
+            cell.upstream_busy.append((cpu_seconds(pids["upstream"]) - before["upstream"]) / wall)
     return cell
 
 
@@ -155,8 +181,10 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     env = {**os.environ, "MANXUE_DATA_DIR": str(tmp / "cli")}
     try:
+        # the emulator's stderr is dropped: wrk cutting connections at the end of a round makes
+        # it log a traceback per open stream
         procs.append(subprocess.Popen(pinned(1, [sys.executable, "-m", "manxue.testing.deepseek_emulator",
-                                                 "--port", str(up)])))
+                                                 "--port", str(up)]), stderr=subprocess.DEVNULL))
         off = config(tmp, "off", up, metering=False)
         on = config(tmp, "on", up, metering=True)
         key = json.loads(subprocess.run(
@@ -166,7 +194,7 @@ def main() -> None:
         for cfg, port in ((off, off_port), (on, on_port)):
             procs.append(subprocess.Popen(pinned(0, [sys.executable, "-m", "manxue", "serve",
                                                      "--config", str(cfg), "--port", str(port)]), env=env))
-        pids = {"off": procs[1].pid, "on": procs[2].pid}
+        pids = {"upstream": procs[0].pid, "off": procs[1].pid, "on": procs[2].pid}
         wait_http(f"http://127.0.0.1:{up}/v1/models")
         urls = {"off": f"http://127.0.0.1:{off_port}", "on": f"http://127.0.0.1:{on_port}"}
         for u in urls.values():
@@ -183,7 +211,9 @@ def main() -> None:
                       f"{cell.median('on', 'rps'):.0f} rps ({cell.ratio:.0%}; rounds "
                       f"{min(cell.round_ratios):.0%}–{max(cell.round_ratios):.0%}); CPU per request "
                       f"{statistics.median(cell.cpu_us['off']):.0f} / "
-                      f"{statistics.median(cell.cpu_us['on']):.0f} µs", flush=True)
+                      f"{statistics.median(cell.cpu_us['on']):.0f} µs ({cell.cpu_ratio:.0%}; rounds "
+                      f"{min(cell.cpu_ratios):.0%}–{max(cell.cpu_ratios):.0%}); upstream busy "
+                      f"{max(cell.upstream_busy):.0%}", flush=True)
         direct, journal = ledger_ingest(args.rows, tmp)
         print(f"ledger ingest: {direct:,.0f} rows/s batched, {journal:,.0f} rows/s through the journal")
         report(cells, direct, journal, args)
@@ -195,30 +225,36 @@ def report(cells: list[Cell], direct: float, journal: float, args: argparse.Name
     lines = [
         "# Metering cost",
         "",
-        "Measured by `python benchmarks/metering.py` in one run: the same wrk load through two "
-        "gateways, one with `[billing] enabled = false`, one with metering on (a prepaid API key "
-        "checked on every request, limits, the worst-case cost reserved and settled, the price "
-        "looked up, a ledger row written to the journal and flushed to SQLite in batches). Both "
-        "gateways are pinned to CPU 0, the DeepSeek emulator and wrk to CPU 1. Each cell is "
-        f"{args.rounds} rounds of {args.duration:g} s per side, alternating off/on and on/off; "
-        "the table shows medians, and the spread of the per-round on/off ratios.",
+        "Measured by `python benchmarks/metering.py` in one run: two gateways, one with "
+        "`[billing] enabled = false`, one with metering on (a prepaid API key checked on every "
+        "request, limits, the worst-case cost reserved and settled, the price looked up, a ledger "
+        "row written to the journal and flushed to SQLite in batches), both pinned to CPU 0 and "
+        "loaded at the same time by two wrk processes (the DeepSeek emulator and wrk on CPU 1). "
+        f"Each cell is {args.rounds} rounds of {args.duration:g} s. Two ratios per round: "
+        "requests served (on / off), and requests per CPU-second of the gateway process (CPU "
+        "time per request, off / on: the throughput each reaches on a core of its own, whatever "
+        "share of CPU 0 the scheduler gave it); the table shows their medians and per-round "
+        "spread. The emulator's column shows the largest share of its core it used in a round: "
+        "below 100%, so the upstream was not what limited either gateway.",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d')}.",
         "",
-        "| mode | concurrency | metering off RPS | metering on RPS | on / off | per-round on / off "
-        "| gateway CPU µs / request, off / on | off p50 ms | on p50 ms | off p99 ms | on p99 ms "
-        "| errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mode | connections each | off RPS | on RPS | served, on / off (rounds) "
+        "| requests per CPU-second, on / off (rounds) | gateway CPU µs / request, off / on "
+        "| p50 ms, off / on | p99 ms, off / on | emulator busy | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells:
-        rr = c.round_ratios
+        rr, cr = c.round_ratios, c.cpu_ratios
         lines.append(
             f"| {'stream' if c.stream else 'non-stream'} | {c.conc} | {c.median('off', 'rps'):,.0f} "
-            f"| {c.median('on', 'rps'):,.0f} | **{c.ratio:.0%}** | {min(rr):.0%}–{max(rr):.0%} "
+            f"| {c.median('on', 'rps'):,.0f} | **{c.ratio:.0%}** ({min(rr):.0%}–{max(rr):.0%}) "
+            f"| **{c.cpu_ratio:.0%}** ({min(cr):.0%}–{max(cr):.0%}) "
             f"| {statistics.median(c.cpu_us['off']):.0f} / {statistics.median(c.cpu_us['on']):.0f} "
-            f"| {c.median('off', 'p50_ms'):.3f} | {c.median('on', 'p50_ms'):.3f} "
-            f"| {c.median('off', 'p99_ms'):.3f} | {c.median('on', 'p99_ms'):.3f} | {c.errors} |")
+            f"| {c.median('off', 'p50_ms'):.2f} / {c.median('on', 'p50_ms'):.2f} "
+            f"| {c.median('off', 'p99_ms'):.2f} / {c.median('on', 'p99_ms'):.2f} "
+            f"| {max(c.upstream_busy):.0%} | {c.errors} |")
     lines += [
         "",
         f"Ledger ingest on SQLite (WAL), {args.rows:,} rows: **{direct:,.0f} rows/s** in batched "

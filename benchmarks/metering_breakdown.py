@@ -49,6 +49,7 @@ async def admit(self, key, req, raw, request_id, body_bytes):
     now = time.time()
     return M.Ticket(key, M._NO_LIMITS, 0, self.prices.lookup_at(self._default_list, req.model, now), raw, now)
 M.Meter.admit = admit
+M.Meter.admit_now = lambda self, key, req, raw, request_id, body_bytes: None
 M.Meter.record = lambda self, outcome: None
 """
 NO_KEY_LOOKUP = ("import manxue.accounting.meter as M\n"
@@ -134,9 +135,10 @@ def report(gateways: list[tuple[str, str, subprocess.Popen[bytes], dict[str, str
         "to one core and loaded at the same time (non-streaming, "
         f"{args.concurrency} connections each, {args.rounds} rounds of {args.duration:g} s), each "
         "with one more part of metering switched off. Loaded together, they share the host's "
-        "drift, so the ratios are ratios of CPU cost per request; they are lower than the "
-        "one-at-a-time figures in [metering.md](metering.md), since the gateways also evict each "
-        "other from the CPU caches.",
+        "drift. Seven processes sharing one core also evict each other from the CPU caches, so "
+        "the costs here run higher than in [metering.md](metering.md), where two gateways share "
+        "it; and a gateway with a busy flusher thread gets a little more of the core than one "
+        "without, so the RPS column flatters metering slightly and the CPU column does not.",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d')}. Errors: {errors}.",
