@@ -54,8 +54,6 @@ class Counters(Protocol):
 
 
 _period_cache: tuple[int, tuple[str, str]] = (-1, ("", ""))
-_monotonic = time.monotonic
-_time = time.time
 
 
 def period_keys(now: datetime) -> tuple[str, str]:
@@ -133,16 +131,13 @@ class LocalCounters:
             return Refusal("concurrency", 1.0)
         rpm, tpm = limits.rpm, limits.tpm
         if rpm is not None or tpm is not None:
-            mono = _monotonic()
+            mono = time.monotonic()
             if rpm is not None:
                 bucket = st.rpm
                 if bucket is None:
                     bucket = st.rpm = _Bucket(float(rpm), mono)
-                level = bucket.level + (mono - bucket.at) * rpm / 60.0  # `refill`, inlined
-                bucket.level = level = level if level < rpm else float(rpm)
-                bucket.at = mono
-                if level < 1:
-                    return Refusal("rpm", (1 - level) * 60.0 / rpm)
+                if bucket.refill(rpm, mono) < 1:
+                    return Refusal("rpm", (1 - bucket.level) * 60.0 / rpm)
             if tpm is not None:
                 bucket = st.tpm
                 if bucket is None:
@@ -157,8 +152,8 @@ class LocalCounters:
             refusal = self._budgets(st, reserved + reserve_nano, limits)
             if refusal is not None:
                 return refusal
-        if rpm is not None:
-            st.rpm.level -= 1  # type: ignore[union-attr]  # made above
+        if st.rpm is not None:
+            st.rpm.level -= 1
         st.inflight[req_id] = reserve_nano
         st.reserved = reserved + reserve_nano
         return None
@@ -188,10 +183,7 @@ class LocalCounters:
         st.reserved -= st.inflight.pop(req_id, 0)
         if cost_nano:
             st.spent += cost_nano
-            second = int(_time())
-            if _period_cache[0] != second:
-                period_keys_at(second)
-            day, month = _period_cache[1]
+            day, month = period_keys_at(time.time())
             if st.day == day:
                 st.day_spent += cost_nano
             else:
@@ -202,7 +194,7 @@ class LocalCounters:
                 st.month, st.month_spent = month, cost_nano
         tpm = limits.tpm
         if tpm is not None and tokens:
-            mono = _monotonic()
+            mono = time.monotonic()
             bucket = st.tpm
             if bucket is None:
                 bucket = st.tpm = _Bucket(float(tpm), mono)

@@ -105,8 +105,6 @@ class Meter:
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: set[asyncio.Task[None]] = set()
         self._default_list = settings.billing.default_price_list
-        self._costed = prices.costed
-        self._write = writer.write
         # token → its SHA-256, for tokens seen to name a key: the lookup still goes through
         # `keys.by_hash`, so a rotated or deleted key stops working at the next reload
         self._digests: dict[str, str] = {}
@@ -290,11 +288,10 @@ class Meter:
         cost = 0
         if prices is not None and usage is not None:
             cost = prices.rates.cost_nano(u.cache_hit_tokens, u.cache_miss_tokens, u.completion_tokens)
-        upstream = self.prices.upstream_cost(outcome.deployment, ctx.model, usage, ticket.at) \
-            if outcome.deployment in self._costed else 0
+        upstream = self.prices.upstream_cost(outcome.deployment, ctx.model, usage, ticket.at)
         key = ticket.key
         texts = prices.texts if prices is not None else _NO_PRICES
-        self._write((  # in LEDGER_COLUMNS order
+        self.writer.write((  # in LEDGER_COLUMNS order
             ctx.request_id,                                           # request_id
             ledger_time(ticket.at),                                   # at
             key.tenant_id if key else None,                           # tenant_id

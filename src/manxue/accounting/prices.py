@@ -38,8 +38,6 @@ class PriceBook:
     def __init__(self, lists: dict[str, PriceList], deployments: list[DeploymentSettings]) -> None:
         self.lists = lists
         self.deployments = {d.name: d for d in deployments}
-        # the deployments whose upstream cost is priced per token: the others cost 0 per request
-        self.costed = frozenset(d.name for d in deployments if d.cost_price_list is not None)
         self._cache: dict[tuple[str, str, int], Prices | None] = {}
 
     @classmethod
