@@ -159,11 +159,13 @@ def _mount_subcommands() -> None:
     from manxue.accounting.cli import invoice, keys_app, usage
     from manxue.engine_launch.cli import engine_app
     from manxue.plan.cli import plan_app
+    from manxue.pricing.cli import prices
     from manxue.verify.cli import verify
 
     app.add_typer(keys_app, name="keys")
     app.command("usage")(usage)
     app.command("invoice")(invoice)
+    app.command("prices")(prices)
     app.add_typer(engine_app, name="engine")
     app.add_typer(plan_app, name="plan")
     app.command("verify")(verify)
