@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from manxue.engine.chat_template import GENERIC_CHATML, ChatTemplate
+from manxue.engine.model_file import cpu_has_amx, use_repack
 from manxue.engine.options import EngineOptions
 from manxue.engine.prefix_cache import PrefixCache, common_prefix
 from manxue.engine.reasoning import ReasoningSplitter
@@ -142,6 +143,16 @@ def test_options() -> None:
         EngineOptions.from_mapping({"n_cxt": 1})
     with pytest.raises(ConfigError):
         EngineOptions.from_mapping({"n_parallel": "many"})
+    assert EngineOptions().weight_repack == "auto"
+    with pytest.raises(ConfigError, match="weight_repack must be"):
+        EngineOptions.from_mapping({"weight_repack": "sometimes"})
+
+
+def test_weights_are_not_repacked_for_amx_kernels() -> None:
+    """llama.cpp's AMX matrix product crashes on prompts past a few tokens: "auto" keeps
+    weights out of AMX tiles on CPUs that have it, and repacks elsewhere."""
+    assert use_repack("on") is True and use_repack("off") is False
+    assert use_repack("auto") is (not cpu_has_amx())
 
 
 def test_prefix_cache_lru_and_disk(tmp_path: Path) -> None:

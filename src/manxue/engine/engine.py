@@ -40,7 +40,7 @@ _MB = 1024 * 1024
 class Engine:
     def __init__(self, path: str | Path, options: EngineOptions | None = None) -> None:
         self.options = opts = options or EngineOptions()
-        self.model = ModelFile(path, n_gpu_layers=opts.n_gpu_layers)
+        self.model = ModelFile(path, n_gpu_layers=opts.n_gpu_layers, repack=opts.weight_repack)
         try:
             info = self.model.info
             self.template = ChatTemplate.resolve(opts.chat_template, info.chat_template,

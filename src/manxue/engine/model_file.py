@@ -40,6 +40,26 @@ def ensure_backend() -> None:
             _backend_ready = True
 
 
+def cpu_has_amx() -> bool:
+    """Whether llama.cpp's CPU backend found AMX (Sapphire Rapids and later Xeons)."""
+    ensure_backend()
+    return b"AMX_INT8 = 1" in (llama_cpp.llama_print_system_info() or b"")
+
+
+def use_repack(choice: str) -> bool:
+    """Resolve the `weight_repack` option. llama.cpp repacks weights into AMX tiles where the
+    CPU has AMX, and its AMX matrix product then crashes (segfault) on a prompt of a few dozen
+    tokens (llama.cpp issue 20824, seen here with llama-cpp-python 0.3.36 on Q4_1 weights);
+    "auto" therefore repacks only on CPUs without AMX."""
+    if choice == "auto":
+        if cpu_has_amx():
+            log.info("this CPU has AMX: weights are not repacked (llama.cpp's AMX kernels "
+                     "crash); set the engine option weight_repack = \"on\" to try them")
+            return False
+        return True
+    return choice == "on"
+
+
 _TOKENIZERS = {"gpt2": "bpe", "llama": "spm", "bert": "wpm", "t5": "ugm", "rwkv": "rwkv",
                "plamo2": "plamo2"}
 
@@ -64,13 +84,14 @@ class ModelInfo:
 class ModelFile:
     """Loaded weights plus a thread-safe tokenizer (llama.cpp's vocabulary is read-only)."""
 
-    def __init__(self, path: str | Path, *, n_gpu_layers: int = 0) -> None:
+    def __init__(self, path: str | Path, *, n_gpu_layers: int = 0, repack: str = "auto") -> None:
         p = Path(path).expanduser()
         if not p.is_file():
             raise FileNotFoundError(f"model file not found: {p}")
         ensure_backend()
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
+        params.use_extra_bufts = use_repack(repack)
         model = llama_cpp.llama_model_load_from_file(str(p).encode(), params)
         if not model:
             raise ValueError(f"{p}: llama.cpp could not load this file as a GGUF model")

@@ -12,6 +12,10 @@ Every option has a default; an unknown name or a value of the wrong type is a Co
     max_queue                64     requests waiting for a free sequence; more are refused (429)
     flash_attn               true   flash attention (much faster prompt processing on CPU)
     n_gpu_layers             0      layers offloaded to a GPU build of llama.cpp
+    weight_repack            "auto" repack weights at load for the CPU's fastest kernels (llama.cpp's
+                                    extra buffer types): "on", "off", or "auto" = on except where
+                                    the CPU has AMX, whose kernels crash in current llama.cpp builds
+                                    on prompts of more than a few tokens
     prefix_cache             true   reuse the KV of shared prompt prefixes
     prefix_cache_mb          512    host memory for cached prefixes (least recently used go first)
     prefix_cache_min_tokens  16     shortest prefix worth keeping or reusing
@@ -47,6 +51,7 @@ class EngineOptions:
     max_queue: int = 64
     flash_attn: bool = True
     n_gpu_layers: int = 0
+    weight_repack: str = "auto"
     prefix_cache: bool = True
     prefix_cache_mb: int = 512
     prefix_cache_min_tokens: int = 16
@@ -85,6 +90,8 @@ class EngineOptions:
             raise ConfigError(f"{where}: n_ubatch must not exceed n_batch")
         if self.reasoning not in ("auto", "off"):
             raise ConfigError(f"{where}: reasoning must be 'auto' or 'off'")
+        if self.weight_repack not in ("auto", "on", "off"):
+            raise ConfigError(f"{where}: weight_repack must be 'auto', 'on' or 'off'")
 
     @property
     def threads(self) -> int:
