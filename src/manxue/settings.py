@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -40,7 +41,10 @@ class DeploymentSettings(_Strict):
     timeouts: Timeouts = Timeouts()
     tags: dict[str, str] = {}
     cost_price_list: str | None = Field(None, description="what the upstream charges per token")
-    cost_per_hour: float | None = Field(None, ge=0, description="fixed cost of a self-hosted engine")
+    cost_per_hour: Decimal | None = Field(
+        None, ge=0, description="fixed cost per hour of a self-hosted engine (all its GPUs)")
+    cost_currency: str | None = Field(
+        None, min_length=1, description="currency of cost_per_hour [default: billing.currency]")
     # local engine only
     path: str | None = None
     options: dict[str, int | float | str | bool] = {}

@@ -15,9 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 from manxue.accounting import reports
+from manxue.accounting.fixed_costs import fixed_costs
 from manxue.accounting.keys import KeyStore
 from manxue.errors import ConfigError, ManxueError
-from manxue.settings import load_settings
+from manxue.settings import Settings, load_settings
 from manxue.store.db import open_engine
 
 keys_app = typer.Typer(help="Create, list, disable, rotate and top up API keys.", no_args_is_help=True)
@@ -30,9 +31,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def _store(config: Path | None) -> KeyStore:
+    return _open(config)[1]
+
+
+def _open(config: Path | None) -> tuple[Settings, KeyStore]:
     try:
         settings = load_settings(config)
-        return KeyStore(open_engine(settings.resolved_database_url()))
+        return settings, KeyStore(open_engine(settings.resolved_database_url()))
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -212,10 +217,12 @@ def usage(
     json: JsonOpt = False,
 ) -> None:
     """Ledger rows, or totals with cache-hit rate, revenue, upstream cost and margin."""
-    store = _store(config)
+    settings, store = _open(config)
     s, u = _when(since, "--since"), _when(until, "--until")
+    fixed = fixed_costs(settings.deployments, settings.billing.currency)
     try:
-        data = (reports.summary(store.engine, by, tenant=tenant, key=key, since=s, until=u) if by
+        data = (reports.summary(store.engine, by, tenant=tenant, key=key, since=s, until=u,
+                                fixed=fixed) if by
                 else reports.usage_rows(store.engine, tenant=tenant, key=key, since=s, until=u,
                                         limit=limit))
     except ManxueError as exc:
@@ -227,7 +234,8 @@ def usage(
         out.print("no usage recorded for this selection")
         return
     cols = ([by, "requests", "prompt_tokens", "cache_hit_rate", "completion_tokens", "revenue",
-             "upstream_cost", "margin", "currency"] if by else
+             "upstream_cost", *(["fixed_cost"] if "fixed_cost" in data[0] else []), "margin",
+             "currency"] if by else
             ["at", "tenant", "model", "deployment", "status", "prompt_tokens", "cache_hit_tokens",
              "completion_tokens", "cost", "currency"])
     t = Table(*cols)

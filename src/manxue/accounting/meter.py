@@ -31,7 +31,7 @@ from manxue.errors import (
 from manxue.gateway.service import Outcome
 from manxue.protocol.chat import ChatRequest
 from manxue.protocol.usage import Usage
-from manxue.settings import Settings
+from manxue.settings import DeploymentSettings, Settings
 
 log = logging.getLogger("manxue.meter")
 
@@ -129,6 +129,16 @@ class Meter:
             asyncio.create_task(self.writer.run()),
             asyncio.create_task(self.keys.refresh_forever(self.settings.billing.key_refresh_interval)),
         ]
+
+    def check_deployment(self, d: DeploymentSettings) -> None:
+        """Raise InvalidParameters when `d` cannot be metered (an unknown cost list)."""
+        self.prices.check_deployment(d)
+
+    def add_deployment(self, d: DeploymentSettings) -> None:
+        """Meter a deployment added while serving: its upstream cost, and reservations that
+        outlive its longest request."""
+        self.prices.add_deployment(d)
+        self._ttl = max(self._ttl, d.timeouts.total + 60.0)
 
     def _spent_now(self, now: datetime) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from manxue.accounting.money import Rates
-from manxue.errors import ConfigError, ManxueError
+from manxue.errors import ConfigError, InvalidParameters, ManxueError
 from manxue.pricing.lists import PriceList, price_at
 from manxue.protocol.usage import Usage
 from manxue.settings import DeploymentSettings, Settings
@@ -55,6 +55,18 @@ class PriceBook:
             if ref is not None and ref not in lists:
                 raise ConfigError(f"unknown price list {ref!r}; `manxue prices` lists the ids")
         return book
+
+    def check_deployment(self, d: DeploymentSettings) -> None:
+        """Raise InvalidParameters when `d`'s cost side names no known price list."""
+        if d.cost_price_list is not None and d.cost_price_list not in self.lists:
+            raise InvalidParameters(
+                f"deployment {d.name!r}: unknown cost_price_list {d.cost_price_list!r}; "
+                "`manxue prices` lists the ids", param="cost_price_list", code="invalid_deployment")
+
+    def add_deployment(self, d: DeploymentSettings) -> None:
+        """Price the cost side of a deployment added while serving (or replaced)."""
+        self.check_deployment(d)
+        self.deployments[d.name] = d
 
     def lookup(self, list_id: str | None, model: str, when: datetime) -> Prices | None:
         """Prices in force at `when` (minute resolution), or None when the list has none."""

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Date, Engine, String, cast, func, select
 
+from manxue.accounting import fixed_costs as fc
+from manxue.accounting.fixed_costs import FixedCost
 from manxue.accounting.money import text as money_text
 from manxue.errors import InvalidParameters
 from manxue.store.tables import api_keys, ledger, tenants
@@ -59,8 +64,12 @@ def usage_rows(engine: Engine, *, tenant: str | None = None, key: str | None = N
 
 
 def summary(engine: Engine, by: str, *, tenant: str | None = None, key: str | None = None,
-            since: datetime | None = None, until: datetime | None = None) -> list[dict[str, Any]]:
-    """Requests, tokens, cache-hit rate, revenue, upstream cost and margin per group."""
+            since: datetime | None = None, until: datetime | None = None,
+            fixed: Mapping[str, FixedCost] | None = None) -> list[dict[str, Any]]:
+    """Requests, tokens, cache-hit rate, revenue, upstream cost and margin per group.
+
+    `fixed` (deployments that cost by the hour, see `fixed_costs`) adds their GPU-hours to
+    totals by deployment or by day, unless the report is for one tenant or key."""
     if by not in DIMENSIONS:
         raise InvalidParameters(f"group by one of: {', '.join(DIMENSIONS)}", param="by")
     group = {
@@ -83,23 +92,65 @@ def summary(engine: Engine, by: str, *, tenant: str | None = None, key: str | No
         func.sum(ledger.c.upstream_cost_nano).label("upstream_cost_nano"),
     )
     q = _filters(q, tenant, key, since, until).group_by(group, ledger.c.currency).order_by(group)
-    out = []
+    groups: dict[tuple[str, str | None], _Totals] = {}
     with engine.connect() as c:
         for r in c.execute(q):
-            revenue, upstream = int(r.cost_nano or 0), int(r.upstream_cost_nano or 0)
-            prompt = int(r.prompt_tokens or 0)
-            out.append({
-                by: str(r.group), "currency": r.currency, "requests": int(r.requests),
-                "prompt_tokens": prompt, "cache_hit_tokens": int(r.cache_hit_tokens or 0),
-                "cache_miss_tokens": int(r.cache_miss_tokens or 0),
-                "completion_tokens": int(r.completion_tokens or 0),
-                "reasoning_tokens": int(r.reasoning_tokens or 0),
-                "cache_hit_rate": round(int(r.cache_hit_tokens or 0) / prompt, 4) if prompt else 0.0,
-                "revenue": money_text(revenue), "upstream_cost": money_text(upstream),
-                "margin": money_text(revenue - upstream),
-                "cost_profit_margin": (round((revenue - upstream) / upstream, 4) if upstream else None),
-            })
-    return out
+            groups[(str(r.group), r.currency)] = _Totals(
+                int(r.requests), int(r.prompt_tokens or 0), int(r.cache_hit_tokens or 0),
+                int(r.cache_miss_tokens or 0), int(r.completion_tokens or 0),
+                int(r.reasoning_tokens or 0), int(r.cost_nano or 0), int(r.upstream_cost_nano or 0))
+    with_fixed = fixed is not None and by in ("deployment", "day") and tenant is None and key is None
+    if fixed is not None and with_fixed:
+        _add_fixed(groups, engine, by, fixed, since, until)
+    return [_summary_row(by, name, currency, t, with_fixed)
+            for (name, currency), t in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))]
+
+
+@dataclass(slots=True)
+class _Totals:
+    requests: int = 0
+    prompt: int = 0
+    hit: int = 0
+    miss: int = 0
+    completion: int = 0
+    reasoning: int = 0
+    revenue: int = 0
+    upstream: int = 0
+    fixed: int = 0
+    fixed_hours: Decimal = Decimal(0)
+
+
+def _add_fixed(groups: dict[tuple[str, str | None], _Totals], engine: Engine, by: str,
+               fixed: Mapping[str, FixedCost], since: datetime | None,
+               until: datetime | None) -> None:
+    for name, (start, end) in fc.windows(engine, fixed, since, until).items():
+        cost = fixed[name]
+        parts = ({name: fc.accrued_nano(cost, start, end)} if by == "deployment"
+                 else fc.by_day(cost, start, end))
+        hours = ({name: fc.hours(start, end)} if by == "deployment"
+                 else fc.hours_by_day(start, end))
+        for group, nano in parts.items():
+            t = groups.setdefault((group, cost.currency), _Totals())
+            t.fixed += nano
+            t.fixed_hours += hours[group]
+
+
+def _summary_row(by: str, name: str, currency: str | None, t: _Totals,
+                 with_fixed: bool) -> dict[str, Any]:
+    cost = t.upstream + t.fixed
+    row: dict[str, Any] = {
+        by: name, "currency": currency, "requests": t.requests, "prompt_tokens": t.prompt,
+        "cache_hit_tokens": t.hit, "cache_miss_tokens": t.miss,
+        "completion_tokens": t.completion, "reasoning_tokens": t.reasoning,
+        "cache_hit_rate": round(t.hit / t.prompt, 4) if t.prompt else 0.0,
+        "revenue": money_text(t.revenue), "upstream_cost": money_text(t.upstream),
+    }
+    if with_fixed:
+        row["fixed_cost"] = money_text(t.fixed)
+        row["fixed_cost_hours"] = float(round(t.fixed_hours, 4))
+    row["margin"] = money_text(t.revenue - cost)
+    row["cost_profit_margin"] = round((t.revenue - cost) / cost, 4) if cost else None
+    return row
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:

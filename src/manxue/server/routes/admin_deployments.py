@@ -78,6 +78,8 @@ async def add_deployment(request: web.Request) -> web.Response:
         raise PermissionDenied(
             f"deployment {settings.name!r}: this gateway runs offline and refuses "
             f"{settings.kind!r} deployments", code="offline_mode")
+    if st.meter is not None:
+        st.meter.check_deployment(settings)
     try:
         dep = Deployment(registry.create(settings), st.settings.router.breaker)
     except ConfigError as exc:
@@ -92,6 +94,8 @@ async def add_deployment(request: web.Request) -> web.Response:
             f"{settings.name} first, or POST with ?replace=true", code="deployment_exists")
         err.status = 409
         raise err from None
+    if st.meter is not None:  # no await since `dynamic.add`: no request has settled on it yet
+        st.meter.add_deployment(settings)
     _refresh_models(st)
     body = dynamic.describe(dep) | {"replaced": old is not None}
     return web.Response(status=201, body=orjson.dumps(body), content_type=_JSON)

@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from manxue.accounting import reports
+from manxue.accounting.fixed_costs import fixed_costs
 from manxue.accounting.meter import Meter
 from manxue.errors import InvalidParameters, InvalidRequest, ServiceUnavailable
 from manxue.server.routes.admin_deployments import check_admin
@@ -158,8 +159,10 @@ async def usage(request: web.Request) -> web.Response:
     engine = meter.store.engine
     await meter.writer.flush()  # include everything settled so far
     if q.get("by"):
+        st = state_of(request)
+        fixed = fixed_costs((d.settings for d in st.router.deployments), st.settings.billing.currency)
         data = await asyncio.to_thread(reports.summary, engine, q["by"], tenant=q.get("tenant"),
-                                       key=q.get("key"), since=since, until=until)
+                                       key=q.get("key"), since=since, until=until, fixed=fixed)
     else:
         data = await asyncio.to_thread(reports.usage_rows, engine, tenant=q.get("tenant"),
                                        key=q.get("key"), since=since, until=until,

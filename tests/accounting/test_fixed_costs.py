@@ -1,0 +1,174 @@
+"""GPU-hour costs of self-hosted engines in margin reports, on real SQLite: by deployment and
+by day, bounded by the report's window or by a deployment's own traffic."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from manxue.accounting.fixed_costs import FixedCost, accrued_nano, fixed_costs
+from manxue.accounting.ledger import insert_rows
+from manxue.accounting.reports import summary
+from manxue.cli import app
+from manxue.settings import DeploymentSettings, load_settings
+from manxue.store.db import open_engine
+
+D = Decimal
+GPU = {"gpu-box": FixedCost(D("2.5"), "USD")}
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def row(request_id: str, when: str, deployment: str, cost_nano: int, upstream_nano: int = 0,
+        currency: str = "USD") -> dict[str, Any]:
+    return {"request_id": request_id, "at": at(when).isoformat(), "tenant_id": None,
+            "key_id": None, "model": "deepseek-v4-pro", "deployment": deployment,
+            "stream": False, "status": "ok", "prompt_tokens": 10, "cache_hit_tokens": 4,
+            "cache_miss_tokens": 6, "completion_tokens": 3, "reasoning_tokens": 0,
+            "usage_source": "upstream", "price_list": "x", "currency": currency,
+            "price_hit": "1", "price_miss": "2", "price_output": "3", "cost_nano": cost_nano,
+            "upstream_cost_nano": upstream_nano, "latency_ms": 3, "ttft_ms": 1, "attempts": 1,
+            "error": None}
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    e = open_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    insert_rows(e, [
+        row("a", "2026-11-30T22:00:00", "gpu-box", 4_000_000_000),        # 4 USD
+        row("b", "2026-12-01T01:30:00", "gpu-box", 3_000_000_000),        # 3 USD
+        row("c", "2026-12-01T01:00:00", "cloud", 2_000_000_000, 1_500_000_000),
+    ])
+    return e
+
+
+def by(rows: list[dict[str, Any]], dim: str) -> dict[str, dict[str, Any]]:
+    return {r[dim]: r for r in rows}
+
+
+def test_the_window_of_the_report_is_charged(engine: Engine) -> None:
+    got = by(summary(engine, "deployment", since=at("2026-11-30T21:00:00"),
+                     until=at("2026-12-01T03:00:00"), fixed=GPU), "deployment")
+    gpu = got["gpu-box"]
+    assert gpu["fixed_cost_hours"] == 6.0 and gpu["fixed_cost"] == "15"      # 6 h × 2.5
+    assert gpu["revenue"] == "7" and gpu["upstream_cost"] == "0"
+    assert gpu["margin"] == "-8" and gpu["cost_profit_margin"] == round(-8 / 15, 4)
+    cloud = got["cloud"]  # per-token cost only
+    assert cloud["fixed_cost"] == "0" and cloud["margin"] == "0.5"
+    assert cloud["cost_profit_margin"] == round(0.5 / 1.5, 4)
+
+
+def test_an_open_window_runs_from_the_first_to_the_last_request(engine: Engine) -> None:
+    gpu = by(summary(engine, "deployment", fixed=GPU), "deployment")["gpu-box"]
+    assert gpu["fixed_cost_hours"] == 3.5 and gpu["fixed_cost"] == "8.75"
+    assert gpu["margin"] == "-1.75"
+
+
+def test_by_day_splits_at_utc_midnight_and_charges_idle_days(engine: Engine) -> None:
+    got = by(summary(engine, "day", since=at("2026-11-30T20:00:00"),
+                     until=at("2026-12-02T02:00:00"), fixed=GPU), "day")
+    assert got["2026-11-30"]["fixed_cost_hours"] == 4.0 and got["2026-11-30"]["fixed_cost"] == "10"
+    assert got["2026-12-01"]["fixed_cost_hours"] == 24.0 and got["2026-12-01"]["fixed_cost"] == "60"
+    idle = got["2026-12-02"]  # no request that day, but the engine ran
+    assert idle["requests"] == 0 and idle["fixed_cost"] == "5" and idle["margin"] == "-5"
+    assert got["2026-12-01"]["revenue"] == "5"  # b (3) + c (2)
+    assert got["2026-12-01"]["upstream_cost"] == "1.5"
+
+
+def test_reports_for_one_tenant_or_by_model_carry_no_fixed_cost(engine: Engine) -> None:
+    [m] = summary(engine, "model", fixed=GPU)
+    assert "fixed_cost" not in m and m["margin"] == "7.5"
+    rows = summary(engine, "deployment", tenant="nobody", fixed=GPU)
+    assert rows == []
+
+
+def test_a_fixed_cost_in_another_currency_gets_its_own_line(engine: Engine) -> None:
+    rows = summary(engine, "deployment", fixed={"gpu-box": FixedCost(D("18"), "CNY")})
+    lines = {(r["deployment"], r["currency"]): r for r in rows}
+    assert lines[("gpu-box", "USD")]["fixed_cost"] == "0"
+    cny = lines[("gpu-box", "CNY")]
+    assert cny["requests"] == 0 and cny["fixed_cost"] == "63" and cny["margin"] == "-63"
+
+
+def test_deepseeks_published_day_comes_out_at_545_percent(tmp_path: Path) -> None:
+    # 2025-02-27/28: $87,072 of H800 hours and $562,027 of revenue at list prices in 24 h
+    e = open_engine(f"sqlite:///{tmp_path / 'day.db'}")
+    insert_rows(e, [row("day", "2025-02-27T12:00:00", "v3-r1-fleet", 562_027 * 10**9)])
+    [d] = summary(e, "deployment", since=at("2025-02-27T00:00:00"), until=at("2025-02-28T00:00:00"),
+                  fixed={"v3-r1-fleet": FixedCost(D(87_072) / 24, "USD")})
+    assert d["fixed_cost"] == "87072" and round(d["cost_profit_margin"], 2) == 5.45  # 545%
+
+
+def test_rounding_is_once_and_half_to_even() -> None:
+    cost = FixedCost(D("0.000000001"), "USD")  # a nano-unit per hour
+    assert accrued_nano(cost, at("2026-01-01T00:00:00"), at("2026-01-01T00:30:00")) == 0  # 0.5 → 0
+    assert accrued_nano(cost, at("2026-01-01T00:00:00"), at("2026-01-01T01:30:00")) == 2  # 1.5 → 2
+    assert accrued_nano(cost, at("2026-01-01T01:00:00"), at("2026-01-01T00:00:00")) == 0
+
+
+def test_settings_read_the_hourly_cost_exactly() -> None:
+    d = DeploymentSettings.model_validate({"name": "box", "model": "m", "kind": "local",
+                                           "path": "x.gguf", "cost_per_hour": 2.1})
+    assert d.cost_per_hour == D("2.1")
+    assert fixed_costs([d], "CNY") == {"box": FixedCost(D("2.1"), "CNY")}
+
+
+def test_the_cli_reports_a_configured_engine(tmp_path: Path) -> None:
+    cfg = tmp_path / "manxue.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n'
+                   '[[deployments]]\nname = "gpu-box"\nmodel = "deepseek-v4-pro"\nkind = "local"\n'
+                   'path = "model.gguf"\ncost_per_hour = 2.5\n')
+    insert_rows(open_engine(load_settings(cfg).resolved_database_url()),
+                [row("x", "2026-12-01T00:00:00", "gpu-box", 10**9),
+                 row("y", "2026-12-01T02:00:00", "gpu-box", 10**9)])
+    r = CliRunner().invoke(app, ["usage", "--by", "deployment", "--json", "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    [d] = json.loads(r.stdout)
+    assert d["fixed_cost"] == "5" and d["margin"] == "-3"
+    r = CliRunner().invoke(app, ["usage", "--by", "deployment", "--config", str(cfg)])
+    assert r.exit_code == 0 and "│ -3 " in r.stdout
+
+
+def test_the_admin_api_charges_engines_and_meters_deployments_added_while_serving(
+        make_billing: Any, upstream: Any) -> None:
+    from tests.helpers import deployment
+
+    bill = make_billing([deployment(upstream, "primary", cost_per_hour="3.6")])
+    key = bill.create_key()["key"]
+    start = datetime.now(UTC).replace(microsecond=0)
+    assert bill.chat(key).status_code == 200
+    window = {"by": "deployment", "since": start.isoformat(),
+              "until": (start + timedelta(hours=1)).isoformat()}
+    bill.flush()
+    [primary] = bill.admin.get("/admin/usage", params=window).json()["data"]
+    assert primary["fixed_cost"] == "3.6" and primary["fixed_cost_hours"] == 1.0
+    assert Decimal(primary["margin"]) == Decimal(primary["revenue"]) - Decimal("3.6")
+
+    # a deployment added while serving with a cost list it does not know is refused whole
+    bad = deployment(upstream, "rented", cost_price_list="no-such-list")
+    r = bill.admin.post("/admin/deployments", json=bad)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_deployment"
+    assert "manxue prices" in r.json()["error"]["message"]
+    names = [d["name"] for d in bill.admin.get("/admin/deployments").json()["data"]]
+    assert names == ["primary"]
+
+    # one it knows is metered: its upstream cost lands in the ledger and the margin
+    good = deployment(upstream, "rented", cost_price_list="upstream-cost")
+    assert bill.admin.post("/admin/deployments", json=good).status_code == 201
+    assert bill.admin.delete("/admin/deployments/primary").status_code == 200
+    assert bill.chat(key).status_code == 200
+    [row] = [r for r in bill.rows() if r["deployment"] == "rented"]
+    assert Decimal(row["upstream_cost"]) > 0
+    lines = by(bill.admin.get("/admin/usage", params={"by": "deployment"}).json()["data"],
+               "deployment")
+    assert lines["rented"]["upstream_cost"] == row["upstream_cost"]
+    assert "fixed_cost" in lines["rented"] and lines["rented"]["fixed_cost"] == "0"
