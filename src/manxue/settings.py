@@ -128,6 +128,9 @@ class BillingSettings(_Strict):
     price_lists: list[str] = Field([], description="TOML files with the operator's own price lists")
     flush_interval: float = Field(0.25, gt=0, description="seconds between ledger flushes to SQL")
     flush_batch: int = Field(5000, ge=1)
+    journal_segment_mb: int = Field(
+        8, ge=1, description="size of each journal file, allocated up front (a full disk shows "
+        "when one is opened, not halfway through a row)")
     key_refresh_interval: float = Field(2.0, gt=0, description="seconds between key reloads from SQL")
     default_price_list: str | None = None
     currency: str = "USD"

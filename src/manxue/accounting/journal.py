@@ -102,6 +102,9 @@ class Journal:
         self._header = orjson.dumps({"columns": list(columns)}, option=_DUMPS_OPTIONS)
         self._open: Segment | None = None
         self._sealed: list[Path] = []
+        # why the last segment could not be opened (a full disk, a read-only directory), until
+        # one opens again; while set, the meter admits no request (it could not be recorded)
+        self.failed: str | None = None
 
     # ---- the request path ---------------------------------------------------------------------
     def append(self, row: tuple[Any, ...]) -> None:
@@ -132,6 +135,9 @@ class Journal:
 
     def swap(self, seg: Segment) -> Segment | None:
         """Make `seg` the open segment; return the previous one, to be sealed (in a thread)."""
+        if self.failed is not None:
+            log.warning("journal: writable again (%s)", self.dir)
+            self.failed = None
         old, self._open = self._open, seg
         if old is not None:
             self._sealed.append(old.path)
@@ -161,7 +167,10 @@ class Journal:
         try:
             return Segment.create(self.dir, self._header, size)
         except OSError as exc:
-            log.error("journal: cannot open a %d-byte segment in %s: %s", size, self.dir, exc)
+            if self.failed is None:  # logged once per outage, not once per retry
+                log.error("journal: cannot open a %d-byte segment in %s: %s; no request is "
+                          "admitted until one opens", size, self.dir, exc)
+            self.failed = f"{type(exc).__name__}: {exc}"
             raise ServiceUnavailable(
                 "the gateway cannot record usage right now (its ledger journal cannot be written), "
                 "so it does not serve answers; retry shortly", code="ledger_unavailable",

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
-from manxue.accounting.journal import Journal, delete
+from manxue.accounting.journal import SEGMENT_BYTES, Journal, delete
+from manxue.errors import ServiceUnavailable
 from manxue.store.tables import ledger
 
 log = logging.getLogger("manxue.ledger")
@@ -97,9 +98,10 @@ def _from_journal(row: dict[str, Any]) -> dict[str, Any]:
 class LedgerWriter:
     """Owns the journal; `write` is called on the hot path, `run` flushes in the background."""
 
-    def __init__(self, engine: Engine, journal_dir: Path, interval: float, batch: int) -> None:
+    def __init__(self, engine: Engine, journal_dir: Path, interval: float, batch: int,
+                 segment_bytes: int = SEGMENT_BYTES) -> None:
         self.engine = engine
-        self.journal = Journal(journal_dir, LEDGER_COLUMNS)
+        self.journal = Journal(journal_dir, LEDGER_COLUMNS, segment_bytes=segment_bytes)
         self.interval = interval
         self.batch = batch
         self._pending: list[LedgerRow] = []
@@ -128,11 +130,20 @@ class LedgerWriter:
         async with self._flushing:
             await self._flush()
 
+    async def open_segment(self) -> None:
+        """Make a fresh segment the open one, and seal the old, off the loop. A journal that
+        cannot be written stays `failed` (logged once) and is tried again at the next flush."""
+        try:
+            seg = await asyncio.to_thread(self.journal.new_segment)
+        except ServiceUnavailable:
+            return
+        old = self.journal.swap(seg)
+        if old is not None:
+            await asyncio.to_thread(old.seal)
+
     async def _flush(self) -> None:
-        if self.journal.due():  # a fresh segment is made, and the old one sealed, off the loop
-            old = self.journal.swap(await asyncio.to_thread(self.journal.new_segment))
-            if old is not None:
-                await asyncio.to_thread(old.seal)
+        if self.journal.due() or self.journal.failed is not None:
+            await self.open_segment()
         segments = self.journal.sealed()  # every row of these is in `_pending` or already in SQL
         if not self._pending and not segments:
             return

@@ -27,6 +27,7 @@ from manxue.errors import (
     InsufficientBalance,
     PermissionDenied,
     RateLimited,
+    ServiceUnavailable,
 )
 from manxue.gateway.service import Outcome
 from manxue.protocol.chat import ChatRequest
@@ -101,6 +102,7 @@ class Meter:
         self.keys = KeyCache(store)
         self.counters = counters
         self.writer = writer
+        self._journal = writer.journal
         self.prices = prices
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: set[asyncio.Task[None]] = set()
@@ -121,6 +123,7 @@ class Meter:
     # ---- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         await asyncio.to_thread(self.writer.replay)
+        await self.writer.open_segment()  # a journal that cannot be written shows now, not at a request
         await asyncio.to_thread(self.keys.load)
         now = datetime.now(UTC)
         total, day, month = await asyncio.to_thread(self._spent_now, now)
@@ -226,6 +229,11 @@ class Meter:
     def _ticket(self, key: KeyRecord | None, req: ChatRequest, raw: dict[str, Any],
                 body_bytes: int) -> Ticket:
         """What admission needs to decide: the key's limits, the prices, the sum to reserve."""
+        if self._journal.failed is not None:  # the answer could not be recorded: do not ask for one
+            raise ServiceUnavailable(
+                "the gateway cannot record usage right now (its ledger journal cannot be written), "
+                "so it does not serve answers; retry shortly", code="ledger_unavailable",
+                retry_after=5.0)
         now = time.time()
         model = req.model
         if key is None:
@@ -301,42 +309,60 @@ class Meter:
         upstream = self.prices.upstream_cost(outcome.deployment, ctx.model, usage, ticket.at)
         key = ticket.key
         texts = prices.texts if prices is not None else _NO_PRICES
-        self.writer.write((  # in LEDGER_COLUMNS order
-            ctx.request_id,                                           # request_id
-            ledger_time(ticket.at),                                   # at
-            key.tenant_id if key else None,                           # tenant_id
-            key.id if key else None,                                  # key_id
-            ctx.model,                                                # model
-            outcome.deployment or None,                               # deployment
-            ctx.stream,                                               # stream
-            "ok" if outcome.completed else ("error" if usage is None else "incomplete"),  # status
-            u.prompt_tokens,                                          # prompt_tokens
-            u.cache_hit_tokens,                                       # cache_hit_tokens
-            u.cache_miss_tokens,                                      # cache_miss_tokens
-            u.completion_tokens,                                      # completion_tokens
-            u.reasoning_tokens,                                       # reasoning_tokens
-            source,                                                   # usage_source
-            prices.list_id if prices else None,                       # price_list
-            prices.currency if prices else None,                      # currency
-            texts[0],                                                 # price_hit
-            texts[1],                                                 # price_miss
-            texts[2],                                                 # price_output
-            cost,                                                     # cost_nano
-            upstream,                                                 # upstream_cost_nano
-            round(outcome.seconds * 1000),                            # latency_ms
-            round(outcome.ttft * 1000) if outcome.ttft is not None else None,  # ttft_ms
-            outcome.attempts,                                         # attempts
-            outcome.extra.get("error"),                               # error
-            ctx.client_request_id,                                    # client_request_id
-        ))
+        try:
+            self.writer.write((  # in LEDGER_COLUMNS order
+                ctx.request_id,                                           # request_id
+                ledger_time(ticket.at),                                   # at
+                key.tenant_id if key else None,                           # tenant_id
+                key.id if key else None,                                  # key_id
+                ctx.model,                                                # model
+                outcome.deployment or None,                               # deployment
+                ctx.stream,                                               # stream
+                "ok" if outcome.completed else ("error" if usage is None else "incomplete"),  # status
+                u.prompt_tokens,                                          # prompt_tokens
+                u.cache_hit_tokens,                                       # cache_hit_tokens
+                u.cache_miss_tokens,                                      # cache_miss_tokens
+                u.completion_tokens,                                      # completion_tokens
+                u.reasoning_tokens,                                       # reasoning_tokens
+                source,                                                   # usage_source
+                prices.list_id if prices else None,                       # price_list
+                prices.currency if prices else None,                      # currency
+                texts[0],                                                 # price_hit
+                texts[1],                                                 # price_miss
+                texts[2],                                                 # price_output
+                cost,                                                     # cost_nano
+                upstream,                                                 # upstream_cost_nano
+                round(outcome.seconds * 1000),                            # latency_ms
+                round(outcome.ttft * 1000) if outcome.ttft is not None else None,  # ttft_ms
+                outcome.attempts,                                         # attempts
+                outcome.extra.get("error"),                               # error
+                ctx.client_request_id,                                    # client_request_id
+            ))
+        except ServiceUnavailable:  # not recorded, so not charged: the reservation goes back
+            self._release(key, ctx.request_id, u, ticket)
+            raise
         if key is None:
             return
         tokens = u.prompt_tokens + u.completion_tokens
         if self._settle_now is not None:
             self._settle_now(key.id, ctx.request_id, cost, tokens, ticket.limits)
             return
-        task = asyncio.get_running_loop().create_task(self.counters.settle(
-            key.id, outcome.ctx.request_id, cost, tokens, ticket.limits))
+        self._settle_later(key.id, ctx.request_id, cost, tokens, ticket.limits)
+
+    def _release(self, key: KeyRecord | None, request_id: str, u: Usage, ticket: Ticket) -> None:
+        """Settle a request whose row could not be written: nothing charged, tokens counted."""
+        if key is None:
+            return
+        tokens = u.prompt_tokens + u.completion_tokens
+        if self._settle_now is not None:
+            self._settle_now(key.id, request_id, 0, tokens, ticket.limits)
+        else:
+            self._settle_later(key.id, request_id, 0, tokens, ticket.limits)
+
+    def _settle_later(self, key_id: str, request_id: str, cost: int, tokens: int,
+                      limits: Limits) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self.counters.settle(key_id, request_id, cost, tokens, limits))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 

@@ -25,5 +25,5 @@ def build_meter(settings: Settings) -> Meter:
         counters = LocalCounters()
     b = settings.billing
     writer = LedgerWriter(engine, settings.resolved_data_dir() / "journal", b.flush_interval,
-                          b.flush_batch)
+                          b.flush_batch, segment_bytes=b.journal_segment_mb * 1024 * 1024)
     return Meter(settings, KeyStore(engine), counters, writer, PriceBook.from_settings(settings))

@@ -6,6 +6,7 @@ same `_settle`, so usage is read and recorded by one path, exactly once per requ
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from manxue.protocol.chat import ChatRequest
 from manxue.protocol.sse import DONE, error_event
 from manxue.protocol.usage import Usage
 from manxue.providers.base import ChunkStream, Completion, KeepAliveHook
+
+log = logging.getLogger("manxue.gateway")
 
 
 @dataclass(slots=True)
@@ -135,8 +138,12 @@ class ChatService:
                             continue  # the usage-only chunk the client did not ask for
                 yield b"data: " + payload + b"\n\n"
             # recorded before the client sees the end, so a delivered answer is always billed
-            self._settle(ctx, dep, usage, True, attempts, payloads=seen)
-            settled = True
+            settled = True  # one attempt: a row that cannot be written now fails the same way again
+            try:
+                self._settle(ctx, dep, usage, True, attempts, payloads=seen)
+            except ManxueError as exc:  # not recorded (the ledger is unavailable): no [DONE]
+                yield error_event(exc.message, exc.code or "error", exc.type)
+                return
             yield DONE
         except UpstreamError as exc:
             error = exc.message
@@ -148,8 +155,12 @@ class ChatService:
             await chunks.aclose()
             self.router.release(dep)
             if not settled:
-                self._settle(ctx, dep, usage, False, attempts,
-                             {"error": error} if error else None, payloads=seen)
+                try:
+                    self._settle(ctx, dep, usage, False, attempts,
+                                 {"error": error} if error else None, payloads=seen)
+                except ManxueError as exc:  # the client is gone or told already; the log keeps it
+                    log.error("request %s: its usage could not be recorded: %s", ctx.request_id,
+                              exc.message)
 
     def _settle(self, ctx: RequestContext, dep: Deployment | None, usage: Usage | None,
                 completed: bool, attempts: int, extra: dict[str, Any] | None = None,

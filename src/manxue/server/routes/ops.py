@@ -14,15 +14,20 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    router = state_of(request).router
+    st = state_of(request)
+    router = st.router
     deps = {
         d.name: {"model": d.settings.model, "breaker": d.breaker.state.name.lower(),
                  "in_flight": d.in_flight}
         for d in router.deployments
     }
-    ok = router.ready()
-    body = {"status": "ready" if ok else "unavailable", "deployments": deps}
-    if not ok:
+    journal_failed = st.meter.writer.journal.failed if st.meter is not None else None
+    ok = router.ready() and journal_failed is None
+    body: dict[str, object] = {"status": "ready" if ok else "unavailable", "deployments": deps}
+    if journal_failed is not None:
+        body["message"] = (f"the ledger journal cannot be written ({journal_failed}): free disk "
+                           "space in the data directory; requests are refused until then")
+    elif not ok:
         body["message"] = ("no deployment can take requests: configure one with --config, "
                            "or wait for paused ones to recover")
     return web.Response(status=200 if ok else 503, body=orjson.dumps(body),
