@@ -149,13 +149,22 @@ class KeyStore:
                                                  note="opening balance"))
         return self.get(kid), secret
 
-    def _select(self) -> Any:
-        credit_sum = (select(credits.c.key_id, func.sum(credits.c.amount_nano).label("total"))
-                      .group_by(credits.c.key_id).subquery())
-        return (select(api_keys, tenants.c.name.label("tenant_name"),
-                       func.coalesce(credit_sum.c.total, 0).label("credit_total"))
-                .join(tenants, tenants.c.id == api_keys.c.tenant_id)
-                .outerjoin(credit_sum, credit_sum.c.key_id == api_keys.c.id))
+    def _select(self, changed_after: datetime | None = None) -> Any:
+        credit_sum = select(credits.c.key_id, func.sum(credits.c.amount_nano).label("total"))
+        if changed_after is not None:  # sum only the credits of the keys asked for
+            credit_sum = credit_sum.where(credits.c.key_id.in_(
+                select(api_keys.c.id).where(api_keys.c.updated_at > changed_after)))
+        sums = credit_sum.group_by(credits.c.key_id).subquery()
+        q = (select(api_keys, tenants.c.name.label("tenant_name"),
+                    func.coalesce(sums.c.total, 0).label("credit_total"))
+             .join(tenants, tenants.c.id == api_keys.c.tenant_id)
+             .outerjoin(sums, sums.c.key_id == api_keys.c.id))
+        return q if changed_after is None else q.where(api_keys.c.updated_at > changed_after)
+
+    def changed_since(self, since: datetime) -> list[KeyRecord]:
+        """Keys created or changed (disabled, rotated, topped up) after `since`."""
+        with self.engine.connect() as c:
+            return [_record(r, int(r.credit_total)) for r in c.execute(self._select(since))]
 
     def all(self, tenant: str | None = None) -> list[KeyRecord]:
         q = self._select().order_by(api_keys.c.created_at)

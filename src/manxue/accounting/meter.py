@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from manxue.accounting.counters import Counters, Limits, Refusal
@@ -55,23 +55,62 @@ class Ticket:
 
 
 class KeyCache:
-    """Keys by hash, reloaded from SQL in the background so the hot path never queries."""
+    """Keys by hash, kept current from SQL in the background so the hot path never queries.
+
+    A refresh reads only the keys changed since the one before (every change to a key moves
+    its `updated_at`, and keys are never deleted), looking back `OVERLAP` more so that a change
+    committed a little after the time it carries, or stamped by a host whose clock runs a
+    little behind, is still seen; every `FULL_EVERY`-th refresh reads all keys. Changes
+    replace the dicts whole, so the hot path never sees one half-applied, and unchanged
+    records keep their identity (the meter's per-key plans stay cached).
+    """
+
+    OVERLAP = timedelta(seconds=60)
+    FULL_EVERY = 30
 
     def __init__(self, store: KeyStore) -> None:
         self.store = store
         self.by_hash: dict[str, KeyRecord] = {}
         self.by_id: dict[str, KeyRecord] = {}
+        self._since: datetime | None = None  # when the last refresh began
+        self._refreshes = 0
 
     def load(self) -> None:
+        """Read every key."""
+        started = datetime.now(UTC)
         records = self.store.all()
         self.by_hash = {r.key_hash: r for r in records}
         self.by_id = {r.id: r for r in records}
+        self._since = started
+
+    def refresh(self) -> int:
+        """Apply what changed since the last refresh (every key now and then); return how many
+        records were read."""
+        self._refreshes += 1
+        if self._since is None or self._refreshes % self.FULL_EVERY == 0:
+            self.load()
+            return len(self.by_id)
+        started = datetime.now(UTC)
+        changed = self.store.changed_since(self._since - self.OVERLAP)
+        fresh = [r for r in changed if self.by_id.get(r.id) != r]
+        if fresh:
+            by_id = dict(self.by_id)
+            by_hash = dict(self.by_hash)
+            for r in fresh:
+                old = by_id.get(r.id)
+                if old is not None:
+                    by_hash.pop(old.key_hash, None)
+                by_id[r.id] = r
+                by_hash[r.key_hash] = r
+            self.by_id, self.by_hash = by_id, by_hash
+        self._since = started
+        return len(changed)
 
     async def refresh_forever(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
-                await asyncio.to_thread(self.load)
+                await asyncio.to_thread(self.refresh)
             except Exception:
                 log.exception("reloading API keys failed; serving the previous set")
 
