@@ -41,6 +41,8 @@ from typing import Any
 
 import aiohttp
 
+from manxue.engine.model_file import cpu_has_amx
+
 ROOT = Path(__file__).resolve().parent.parent
 NO_END = {"0": -100, "2": -100}  # SmolLM2's <|endoftext|> and <|im_end|>
 TOPICS = ["a lighthouse", "a robot", "the sea", "a small town", "a dragon", "a lost key",
@@ -104,12 +106,30 @@ def start_manxue(model: Path, threads: int, workdir: Path, env: dict[str, str]) 
     return Server("manxue", f"http://127.0.0.1:{port}", proc, log, shown)
 
 
+# llama-cpp-python's server has no switch for llama.cpp's weight repacking; on a CPU with AMX
+# the repacked (AMX) matrix product crashes on real prompts, so there it loads the model the way
+# manxue's weight_repack = "auto" does: without repacking. Both sides then run the same kernels.
+NO_AMX_REPACK = """
+import runpy, sys
+import llama_cpp.llama_cpp as llama_cpp  # the module the Llama class reads its defaults from
+from manxue.engine.model_file import use_repack
+_default = llama_cpp.llama_model_default_params
+def _params():
+    p = _default()
+    p.use_extra_bufts = use_repack("auto")
+    return p
+llama_cpp.llama_model_default_params = _params
+sys.argv[0] = "llama_cpp.server"
+runpy.run_module("llama_cpp.server", run_name="__main__")
+"""
+
+
 def start_llama_cpp(model: Path, threads: int, workdir: Path, env: dict[str, str]) -> Server:
     port = free_port()
     log = workdir / "llama_cpp.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-           "--n_threads", str(threads), "--port", str(port), "--n_ctx", "4096",
-           "--interrupt_requests", "False", "--verbose", "False"]
+    args = ["--model", str(model), "--n_threads", str(threads), "--port", str(port),
+            "--n_ctx", "4096", "--interrupt_requests", "False", "--verbose", "False"]
+    cmd = [sys.executable, "-c", NO_AMX_REPACK, *args]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     shown = (f"python -m llama_cpp.server --model MODEL --n_threads {threads} --n_ctx 4096 "
              "--interrupt_requests False --verbose False")
@@ -378,7 +398,10 @@ def render(args: argparse.Namespace, servers: list[Server], levels: dict[tuple[s
     lines += [f"- {s.name}: `{s.command}`" for s in servers]
     lines += ["", f"Both with `OMP_WAIT_POLICY={args.omp_wait_policy}` (manxue's engine sets "
               "`passive` unless told otherwise: spinning OpenMP threads collapse on a busy "
-              "machine)."]
+              "machine), and both with weights repacked for the CPU's kernels only where it has "
+              "no AMX (manxue's `weight_repack = \"auto\"`; llama-cpp-python's server is started "
+              "through a wrapper that sets the same, as it has no switch for it): "
+              f"{'AMX here, so not repacked' if cpu_has_amx() else 'no AMX here, so repacked'}."]
     lines += ["", "## Machine", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
     lines += [f"- load average before / after: {load[0]} / {load[1]}",
