@@ -238,10 +238,24 @@ def usage(
              "currency"] if by else
             ["at", "tenant", "model", "deployment", "status", "prompt_tokens", "cache_hit_tokens",
              "completion_tokens", "cost", "currency"])
-    t = Table(*cols)
+    t = Table(box=None, pad_edge=False, header_style="bold")
+    for c in cols:
+        text = c in (by, "at", "tenant", "model", "deployment", "status", "currency")
+        t.add_column(_HEADERS.get(c, c), justify="left" if text else "right")
     for row in data:
-        t.add_row(*[str(row.get(c, "")) for c in cols])
+        t.add_row(*[_cell(c, row.get(c, "")) for c in cols])
     out.print(t)
+
+
+_HEADERS = {"prompt_tokens": "prompt", "cache_hit_tokens": "cache hit", "cache_hit_rate": "hit rate",
+            "completion_tokens": "output", "upstream_cost": "upstream", "fixed_cost": "fixed",
+            "currency": "cur"}
+
+
+def _cell(column: str, value: Any) -> str:
+    if column == "at" and isinstance(value, str):  # to the second, in UTC, for people
+        return value[:19].replace("T", " ")
+    return str(value)
 
 
 def invoice(

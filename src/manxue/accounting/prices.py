@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,6 +15,7 @@ from manxue.protocol.usage import Usage
 from manxue.settings import DeploymentSettings, Settings
 
 _CACHE_LIMIT = 50_000
+log = logging.getLogger("manxue.meter")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class PriceBook:
         self.lists = lists
         self.deployments = {d.name: d for d in deployments}
         self._cache: dict[tuple[str, str, int], Prices | None] = {}
+        self._warned: set[tuple[str, str]] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PriceBook:
@@ -51,22 +54,50 @@ class PriceBook:
             except ManxueError as exc:
                 raise ConfigError(f"{path}: {exc.message}") from None
         book = cls(lists, settings.deployments)
-        for ref in [settings.billing.default_price_list] + [d.cost_price_list for d in settings.deployments]:
-            if ref is not None and ref not in lists:
-                raise ConfigError(f"unknown price list {ref!r}; `manxue prices` lists the ids")
+        ref = settings.billing.default_price_list
+        if ref is not None and ref not in lists:
+            raise ConfigError(f"unknown price list {ref!r}; `manxue prices` lists the ids")
+        for d in settings.deployments:
+            try:
+                book.check_deployment(d)
+            except InvalidParameters as exc:
+                raise ConfigError(exc.message) from None
         return book
 
     def check_deployment(self, d: DeploymentSettings) -> None:
-        """Raise InvalidParameters when `d`'s cost side names no known price list."""
-        if d.cost_price_list is not None and d.cost_price_list not in self.lists:
+        """Raise InvalidParameters when `d`'s cost side names no known price list, or one that
+        never prices its model (its upstream cost would be recorded as 0)."""
+        ref = d.cost_price_list
+        if ref is None:
+            return
+        pl = self.lists.get(ref)
+        if pl is None:
             raise InvalidParameters(
-                f"deployment {d.name!r}: unknown cost_price_list {d.cost_price_list!r}; "
-                "`manxue prices` lists the ids", param="cost_price_list", code="invalid_deployment")
+                f"deployment {d.name!r}: unknown cost_price_list {ref!r}; `manxue prices` lists "
+                "the ids", param="cost_price_list", code="invalid_deployment")
+        names = {d.upstream_model or d.model, d.model}
+        if not names & set(pl.models()):
+            raise InvalidParameters(
+                f"deployment {d.name!r}: cost_price_list {ref!r} has no price for "
+                f"{' or '.join(sorted(names))}; it prices {', '.join(pl.models())} "
+                f"(`manxue prices {ref}`)", param="cost_price_list", code="invalid_deployment")
 
     def add_deployment(self, d: DeploymentSettings) -> None:
         """Price the cost side of a deployment added while serving (or replaced)."""
         self.check_deployment(d)
         self.deployments[d.name] = d
+
+    def _unpriced(self, dep: DeploymentSettings, model: str, ts: float) -> None:
+        """Say once per deployment and model that its cost list had no price in force."""
+        key = (dep.name, model)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        log.warning("deployment %r: cost_price_list %r has no price for %r in force at %s; "
+                    "its upstream cost is recorded as 0 until it does (`manxue prices %s`)",
+                    dep.name, dep.cost_price_list, dep.upstream_model or model,
+                    datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds"),
+                    dep.cost_price_list)
 
     def lookup(self, list_id: str | None, model: str, when: datetime) -> Prices | None:
         """Prices in force at `when` (minute resolution), or None when the list has none."""
@@ -104,6 +135,7 @@ class PriceBook:
         prices = self.lookup_at(dep.cost_price_list, dep.upstream_model or model, ts) \
             or self.lookup_at(dep.cost_price_list, model, ts)
         if prices is None:
+            self._unpriced(dep, model, ts)
             return 0
         return prices.rates.cost_nano(usage.cache_hit_tokens, usage.cache_miss_tokens,
                                       usage.completion_tokens)
