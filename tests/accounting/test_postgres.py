@@ -117,3 +117,24 @@ def test_a_batch_crossing_statement_chunks_lands_whole(pg_url):
                                          .where(mine)).one()
         quoted = c.execute(select(func.count()).where(mine, ledger.c.error == "it's \"quoted\"")).scalar()
     assert (count, cost, streams, quoted) == (300, sum(range(300)), 150, 100)
+
+
+def test_engine_hours_and_utc_days_on_postgres(pg_url):
+    from manxue.accounting.fixed_costs import FixedCost
+    from manxue.store.db import open_engine
+    from tests.accounting.test_fixed_costs import row
+
+    name = pg_url.rsplit("/", 1)[1]  # a server far from UTC: totals by day still use UTC days
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
+        c.execute(f"ALTER DATABASE \"{name}\" SET timezone = 'Asia/Shanghai'")
+    engine = open_engine(pg_url)
+    insert_rows(engine, [row("fx-a", "2027-01-01T22:00:00", "pg-gpu", 4_000_000_000),
+                         row("fx-b", "2027-01-02T01:30:00", "pg-gpu", 3_000_000_000)])
+    fixed = {"pg-gpu": FixedCost(Decimal("2.5"), "USD")}
+    since, until = datetime(2027, 1, 1, 21, tzinfo=UTC), datetime(2027, 1, 2, 3, tzinfo=UTC)
+    [dep] = [r for r in reports.summary(engine, "deployment", since=since, until=until, fixed=fixed)
+             if r["deployment"] == "pg-gpu"]
+    assert dep["fixed_cost"] == "15" and dep["margin"] == "-8" and dep["fixed_cost_hours"] == 6.0
+    days = {r["day"]: r for r in reports.summary(engine, "day", since=since, until=until, fixed=fixed)}
+    assert days["2027-01-01"]["fixed_cost"] == "7.5" and days["2027-01-02"]["fixed_cost"] == "7.5"
+    assert days["2027-01-01"]["revenue"] == "4" and days["2027-01-02"]["revenue"] == "3"

@@ -141,7 +141,6 @@ class Meter:
         self.keys = KeyCache(store)
         self.counters = counters
         self.writer = writer
-        self._journal = writer.journal
         self.prices = prices
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: set[asyncio.Task[None]] = set()
@@ -268,7 +267,7 @@ class Meter:
     def _ticket(self, key: KeyRecord | None, req: ChatRequest, raw: dict[str, Any],
                 body_bytes: int) -> Ticket:
         """What admission needs to decide: the key's limits, the prices, the sum to reserve."""
-        if self._journal.failed is not None:  # the answer could not be recorded: do not ask for one
+        if self.writer.journal.failed is not None:  # it could not be recorded: do not ask for it
             raise ServiceUnavailable(
                 "the gateway cannot record usage right now (its ledger journal cannot be written), "
                 "so it does not serve answers; retry shortly", code="ledger_unavailable",

@@ -77,8 +77,9 @@ def summary(engine: Engine, by: str, *, tenant: str | None = None, key: str | No
         "key": func.coalesce(api_keys.c.prefix, "(no key)"),
         "model": ledger.c.model,
         "deployment": func.coalesce(ledger.c.deployment, "(none)"),
-        "day": (func.date(ledger.c.at) if engine.dialect.name == "sqlite"
-                else cast(cast(ledger.c.at, Date), String)),
+        "day": (func.date(ledger.c.at) if engine.dialect.name == "sqlite"  # naive UTC text
+                # the UTC date, whatever the session's time zone
+                else cast(cast(func.timezone("UTC", ledger.c.at), Date), String)),
     }[by].label("group")
     q = _joined(
         group, ledger.c.currency,
