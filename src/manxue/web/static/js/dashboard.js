@@ -118,12 +118,16 @@ function drawGroups(rows, by) {
   barChart($("chart-group-revenue"), { title: `Revenue by ${by}${currency ? ` (${currency})` : ""}`, valueName: "revenue",
     format: (v) => fmt.money(v),
     items: mine.filter((r) => r.currency).map((r) => ({ label: r[by], value: Number(r.revenue) })).sort((a, b) => b.value - a.value).slice(0, 12) });
+  // by deployment and by day, engines priced by the hour add a fixed cost (their GPU-hours)
+  const fixed = rows.some((r) => "fixed_cost" in r);
   fillTable($("group-table"), `Totals by ${by}`, [
     { label: by }, { label: "requests", num: true }, { label: "prompt tokens", num: true },
     { label: "completion tokens", num: true }, { label: "cache-hit rate", num: true }, { label: "revenue", num: true },
-    { label: "upstream cost", num: true }, { label: "margin", num: true }, { label: "cost-profit margin", num: true },
+    { label: "upstream cost", num: true }, ...(fixed ? [{ label: "fixed cost", num: true }] : []),
+    { label: "margin", num: true }, { label: "cost-profit margin", num: true },
   ], rows.map((r) => [r[by], fmt.int(r.requests), fmt.int(r.prompt_tokens), fmt.int(r.completion_tokens),
     fmt.pct(r.cache_hit_rate), fmt.money(r.revenue, r.currency || ""), fmt.money(r.upstream_cost, r.currency || ""),
+    ...(fixed ? [fmt.money(r.fixed_cost, r.currency || "")] : []),
     fmt.money(r.margin, r.currency || ""), r.cost_profit_margin === null ? "—" : fmt.pct(r.cost_profit_margin, 0)]),
   "No requests in this range.");
 }
