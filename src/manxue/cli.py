@@ -156,13 +156,14 @@ def models(
 
 
 def _mount_subcommands() -> None:
-    from manxue.accounting.cli import invoice, keys_app, usage
+    from manxue.accounting.cli import invoice, keys_app, tenants_app, usage
     from manxue.engine_launch.cli import engine_app
     from manxue.plan.cli import plan_app
     from manxue.pricing.cli import prices
     from manxue.verify.cli import verify
 
     app.add_typer(keys_app, name="keys")
+    app.add_typer(tenants_app, name="tenants")
     app.command("usage")(usage)
     app.command("invoice")(invoice)
     app.command("prices")(prices)

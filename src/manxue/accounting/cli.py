@@ -22,6 +22,7 @@ from manxue.settings import Settings, load_settings
 from manxue.store.db import open_engine
 
 keys_app = typer.Typer(help="Create, list, disable, rotate and top up API keys.", no_args_is_help=True)
+tenants_app = typer.Typer(help="List tenants and give one its own price list.", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
 
@@ -203,6 +204,47 @@ def topup(ref: Annotated[str, typer.Argument(help="Key id or prefix.")],
     value = _money(amount, "amount")
     assert value is not None
     _change(ref, config, json, "topup", amount=value, note=note)
+
+
+@tenants_app.command("list")
+def list_tenants(config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Tenants, their price lists and how many keys each has."""
+    rows = _store(config).tenants()
+    if json:
+        _emit_json(rows)
+        return
+    t = Table("tenant", "price list", "keys", "created")
+    for r in rows:
+        t.add_row(r["name"], r["price_list"] or "[dim](the default)[/dim]", str(r["keys"]),
+                  r["created_at"][:10])
+    out.print(t)
+
+
+@tenants_app.command("set")
+def set_tenant(
+    tenant: Annotated[str, typer.Argument(help="The tenant's name.")],
+    price_list: Annotated[str | None, typer.Option(
+        "--price-list", help="Price list id for the tenant's keys that name none.")] = None,
+    clear_price_list: Annotated[bool, typer.Option(
+        "--clear-price-list", help="Back to [billing] default_price_list.")] = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Give a tenant its own price list (a key's own --price-list still wins)."""
+    if (price_list is None) == (not clear_price_list):
+        err.print("[red]error:[/red] give --price-list ID or --clear-price-list")
+        raise typer.Exit(2)
+    if price_list is not None:
+        _check_price_list(config, price_list)
+    try:
+        row = _store(config).set_tenant_price_list(tenant, price_list)
+    except ManxueError as exc:
+        raise _fail(exc) from None
+    if json:
+        _emit_json(row)
+        return
+    out.print(f"tenant [bold]{tenant}[/bold]: price list {row['price_list'] or '(the default)'}"
+              f" for {row['keys']} key(s) that name none")
 
 
 def usage(

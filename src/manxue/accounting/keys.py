@@ -61,6 +61,7 @@ class KeyRecord:
     daily_budget_nano: int | None
     monthly_budget_nano: int | None
     credits_nano: int = 0
+    tenant_price_list: str | None = None  # the tenant's list, for a key that names none
 
     def public(self, spent_nano: int | None = None) -> dict[str, Any]:
         d = asdict(self)
@@ -92,7 +93,7 @@ def _record(row: Any, credit_sum: int) -> KeyRecord:
         rpm=row.rpm, tpm=row.tpm, max_concurrency=row.max_concurrency, privacy=row.privacy,
         price_list=row.price_list, currency=row.currency, prepaid=bool(row.prepaid),
         daily_budget_nano=row.daily_budget_nano, monthly_budget_nano=row.monthly_budget_nano,
-        credits_nano=credit_sum)
+        credits_nano=credit_sum, tenant_price_list=row.tenant_price_list)
 
 
 class KeyStore:
@@ -112,6 +113,28 @@ class KeyStore:
             tid = _id("ten")
             c.execute(insert(tenants).values(id=tid, name=name, created_at=_now()))
             return tid
+
+    def tenants(self) -> list[dict[str, Any]]:
+        """Every tenant with its price list and number of keys."""
+        n_keys = func.count(api_keys.c.id).label("keys")
+        q = (select(tenants.c.id, tenants.c.name, tenants.c.price_list, tenants.c.created_at, n_keys)
+             .outerjoin(api_keys, api_keys.c.tenant_id == tenants.c.id)
+             .group_by(tenants.c.id, tenants.c.name, tenants.c.price_list, tenants.c.created_at)
+             .order_by(tenants.c.name))
+        with self.engine.connect() as c:
+            return [{"id": r.id, "name": r.name, "price_list": r.price_list,
+                     "created_at": _aware(r.created_at).isoformat(),  # type: ignore[union-attr]
+                     "keys": int(r.keys)} for r in c.execute(q)]
+
+    def set_tenant_price_list(self, name: str, price_list: str | None) -> dict[str, Any]:
+        """Give a tenant its own price list (None: the gateway's default) for those of its keys
+        that name none; the keys count as changed, so running gateways see it at their next
+        key refresh."""
+        tid = self.tenant_id(name, create=False)
+        with self.engine.begin() as c:
+            c.execute(update(tenants).where(tenants.c.id == tid).values(price_list=price_list))
+            c.execute(update(api_keys).where(api_keys.c.tenant_id == tid).values(updated_at=_now()))
+        return next(t for t in self.tenants() if t["id"] == tid)
 
     # ---- keys ---------------------------------------------------------------------------------
     def create(self, tenant: str, *, name: str | None = None, balance: Decimal | None = None,
@@ -156,6 +179,7 @@ class KeyStore:
                 select(api_keys.c.id).where(api_keys.c.updated_at > changed_after)))
         sums = credit_sum.group_by(credits.c.key_id).subquery()
         q = (select(api_keys, tenants.c.name.label("tenant_name"),
+                    tenants.c.price_list.label("tenant_price_list"),
                     func.coalesce(sums.c.total, 0).label("credit_total"))
              .join(tenants, tenants.c.id == api_keys.c.tenant_id)
              .outerjoin(sums, sums.c.key_id == api_keys.c.id))

@@ -307,7 +307,7 @@ class Meter:
                         credits_nano=key.credits_nano if key.prepaid else None,
                         daily_budget_nano=key.daily_budget_nano,
                         monthly_budget_nano=key.monthly_budget_nano)
-        plan = (key, limits, key.price_list or self._default_list)
+        plan = (key, limits, key.price_list or key.tenant_price_list or self._default_list)
         self._plans[key.id] = plan
         return plan
 

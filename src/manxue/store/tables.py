@@ -25,6 +25,7 @@ tenants = Table(
     Column("id", String(40), primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("price_list", String(100)),  # for its keys that name none; NULL: [billing] default
 )
 
 api_keys = Table(

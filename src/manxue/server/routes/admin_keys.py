@@ -2,6 +2,7 @@
 
     GET  /admin/keys[?tenant=T]                 POST /admin/keys              (create)
     POST /admin/keys/{ref}/disable|enable|rotate POST /admin/keys/{ref}/topup  {"amount": "10"}
+    GET  /admin/tenants                      PATCH /admin/tenants/{name}  {"price_list": ID|null}
     GET  /admin/usage?tenant=&key=&since=&until=&by=&limit=
     GET  /admin/invoice?tenant=T&month=2026-11  (text/csv)
 
@@ -32,6 +33,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/keys", list_keys)
     app.router.add_post("/admin/keys", create_key)
     app.router.add_post("/admin/keys/{ref}/{action}", change_key)
+    app.router.add_get("/admin/tenants", list_tenants)
+    app.router.add_patch("/admin/tenants/{name}", change_tenant)
     app.router.add_get("/admin/usage", usage)
     app.router.add_get("/admin/invoice", invoice)
 
@@ -147,6 +150,27 @@ async def change_key(request: web.Request) -> web.Response:
     if secret:
         data["key"] = secret
     return _json(data)
+
+
+async def list_tenants(request: web.Request) -> web.Response:
+    meter = admin_meter(request)
+    return _json({"object": "list", "data": await asyncio.to_thread(meter.store.tenants)})
+
+
+async def change_tenant(request: web.Request) -> web.Response:
+    meter = admin_meter(request)
+    b = await _body(request)
+    unknown = set(b) - {"price_list"}
+    if unknown or "price_list" not in b:
+        raise InvalidParameters("give {\"price_list\": \"ID\"} (or null for the gateway's default)",
+                                param="price_list")
+    ref = b["price_list"]
+    if ref is not None and (not isinstance(ref, str) or ref not in meter.prices.lists):
+        raise InvalidParameters(f"unknown price list {ref!r}; `manxue prices` lists the ids",
+                                param="price_list")
+    row = await asyncio.to_thread(meter.store.set_tenant_price_list, request.match_info["name"], ref)
+    await asyncio.to_thread(meter.keys.load)
+    return _json(row)
 
 
 async def usage(request: web.Request) -> web.Response:
