@@ -18,7 +18,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(path: Path, upstream_url: str, *, data_dir: Path, extra: str = "") -> Path:
+def write_config(path: Path, upstream_url: str, *, data_dir: Path, extra: str = "",
+                 flush_interval: float = 0.2) -> Path:
     from tests.accounting.conftest import PRICE_LIST, PRICES_TOML
 
     prices = path.with_name("prices.toml")
@@ -26,7 +27,7 @@ def write_config(path: Path, upstream_url: str, *, data_dir: Path, extra: str = 
     path.write_text(f"""data_dir = "{data_dir}"
 {extra}
 [billing]
-flush_interval = 0.2
+flush_interval = {flush_interval}
 key_refresh_interval = 0.2
 default_price_list = "{PRICE_LIST}"
 price_lists = ["{prices}"]

@@ -16,7 +16,10 @@ from tests.accounting.servers import cli, free_port, start_server, write_config
 
 def test_sigkill_under_load_keeps_exactly_one_row_per_delivered_answer(tmp_path, upstream):
     upstream.emu.default = Behavior(chunks=4, chunk_delay=0.01, cache_hit_tokens=1)
-    cfg = write_config(tmp_path / "manxue.toml", upstream.url, data_dir=tmp_path / "data")
+    # flushes at about 1 s and 2 s, the kill at 2.5 s: some rows are in SQL and in the journal,
+    # the last half second's only in the journal (0.2 s left it to chance on a slow machine)
+    cfg = write_config(tmp_path / "manxue.toml", upstream.url, data_dir=tmp_path / "data",
+                       flush_interval=1.0)
     key = json.loads(cli("keys", "create", "--tenant", "acme", "--balance", "100", "--json",
                          "--config", str(cfg)).stdout)["key"]
     port = free_port()
