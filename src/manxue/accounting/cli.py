@@ -21,7 +21,8 @@ from manxue.errors import ConfigError, ManxueError
 from manxue.settings import Settings, load_settings
 from manxue.store.db import open_engine
 
-keys_app = typer.Typer(help="Create, list, disable, rotate and top up API keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list, change, disable, rotate and top up API keys.",
+                       no_args_is_help=True)
 tenants_app = typer.Typer(help="List tenants and give one its own price list.", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
@@ -29,6 +30,16 @@ err = Console(stderr=True)
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="MANXUE_CONFIG",
                                                 help="The server's TOML config (for database_url).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+NameOpt = Annotated[str | None, typer.Option(help="A label for the key.")]
+PriceListOpt = Annotated[str | None, typer.Option("--price-list", help="Price list id.")]
+ModelsOpt = Annotated[str | None, typer.Option(help="Comma-separated models the key may use.")]
+RpmOpt = Annotated[int | None, typer.Option(help="Requests per minute.")]
+TpmOpt = Annotated[int | None, typer.Option(help="Tokens per minute.")]
+ConcurrencyOpt = Annotated[int | None, typer.Option("--max-concurrency")]
+PrivacyOpt = Annotated[str | None, typer.Option(help="'local': only local deployments.")]
+ExpiresOpt = Annotated[str | None, typer.Option(help="Expiry, ISO 8601.")]
+DailyOpt = Annotated[str | None, typer.Option("--daily-budget")]
+MonthlyOpt = Annotated[str | None, typer.Option("--monthly-budget")]
 
 
 def _store(config: Path | None) -> KeyStore:
@@ -90,18 +101,18 @@ def _when(value: str | None, label: str) -> datetime | None:
 @keys_app.command("create")
 def create(
     tenant: Annotated[str, typer.Option(help="Customer the key belongs to (created if new).")],
-    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    name: NameOpt = None,
     balance: Annotated[str | None, typer.Option(help="Prepaid balance; omit for a postpaid key.")] = None,
     currency: Annotated[str, typer.Option(help="Currency of the balance and prices.")] = "USD",
-    price_list: Annotated[str | None, typer.Option("--price-list", help="Price list id.")] = None,
-    models: Annotated[str | None, typer.Option(help="Comma-separated models the key may use.")] = None,
-    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
-    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
-    max_concurrency: Annotated[int | None, typer.Option("--max-concurrency")] = None,
-    privacy: Annotated[str | None, typer.Option(help="'local': only local deployments.")] = None,
-    expires: Annotated[str | None, typer.Option(help="Expiry, ISO 8601.")] = None,
-    daily_budget: Annotated[str | None, typer.Option("--daily-budget")] = None,
-    monthly_budget: Annotated[str | None, typer.Option("--monthly-budget")] = None,
+    price_list: PriceListOpt = None,
+    models: ModelsOpt = None,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    max_concurrency: ConcurrencyOpt = None,
+    privacy: PrivacyOpt = None,
+    expires: ExpiresOpt = None,
+    daily_budget: DailyOpt = None,
+    monthly_budget: MonthlyOpt = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -172,6 +183,62 @@ def _change(ref: str, config: Path | None, json: bool, action: str, **kw: Any) -
     else:
         balance = f", balance {data['balance']} {rec.currency}" if data["balance"] is not None else ""
         out.print(f"{rec.id}: {'disabled' if rec.disabled else 'active'}{balance}")
+
+
+@keys_app.command("set")
+def set_key(
+    ref: Annotated[str, typer.Argument(help="Key id or prefix.")],
+    name: NameOpt = None,
+    price_list: PriceListOpt = None,
+    models: ModelsOpt = None,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    max_concurrency: ConcurrencyOpt = None,
+    privacy: PrivacyOpt = None,
+    expires: ExpiresOpt = None,
+    daily_budget: DailyOpt = None,
+    monthly_budget: MonthlyOpt = None,
+    unset: Annotated[list[str] | None, typer.Option(
+        "--unset", help="Clear a setting (repeatable): rpm, tpm, max_concurrency, models, "
+        "price_list, privacy, expires, daily_budget, monthly_budget, name.")] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Change a key's limits, models, price list, privacy, budgets or expiry (seen by running
+    gateways within the key refresh interval)."""
+    changes: dict[str, Any] = {}
+    for field, value in (("name", name), ("price_list", price_list), ("rpm", rpm), ("tpm", tpm),
+                         ("max_concurrency", max_concurrency), ("privacy", privacy)):
+        if value is not None:
+            changes[field] = value
+    if models is not None:
+        changes["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    if expires is not None:
+        changes["expires_at"] = _when(expires, "--expires")
+    for field, text in (("daily_budget", daily_budget), ("monthly_budget", monthly_budget)):
+        if text is not None:
+            changes[field] = _money(text, f"--{field.replace('_', '-')}")
+    for field in unset or []:
+        field = "expires_at" if field == "expires" else field.replace("-", "_")
+        if field in changes:
+            err.print(f"[red]error:[/red] {field} is both set and unset")
+            raise typer.Exit(2)
+        changes[field] = None
+    if not changes:
+        err.print("[red]error:[/red] nothing to change: give a setting (see --help) or --unset")
+        raise typer.Exit(2)
+    if price_list is not None:
+        _check_price_list(config, price_list)
+    store = _store(config)
+    try:
+        rec = store.update(ref, changes)
+    except ManxueError as exc:
+        raise _fail(exc) from None
+    data = rec.public(store.spent().get(rec.id, 0))
+    if json:
+        _emit_json(data)
+        return
+    out.print(f"{rec.id}: changed {', '.join(sorted(changes))}")
 
 
 @keys_app.command("disable")

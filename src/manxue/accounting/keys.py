@@ -78,6 +78,27 @@ class KeyRecord:
         return d
 
 
+SETTABLE = frozenset({"name", "price_list", "models", "rpm", "tpm", "max_concurrency", "privacy",
+                      "expires_at", "daily_budget", "monthly_budget"})
+
+
+def _check(fields: dict[str, Any]) -> None:
+    """Refuse limits a key cannot have (for create and update alike)."""
+    if fields.get("privacy") not in (None, "local"):
+        raise InvalidParameters("privacy must be 'local' or unset", param="privacy")
+    for label in ("rpm", "tpm", "max_concurrency"):
+        value = fields.get(label)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise InvalidParameters(f"{label} must be a whole number of at least 1", param=label)
+    for label in ("daily_budget", "monthly_budget"):
+        value = fields.get(label)
+        if value is not None and (not isinstance(value, Decimal) or not value.is_finite() or value < 0):
+            raise InvalidParameters(f"{label} must be an amount of at least 0", param=label)
+    expires = fields.get("expires_at")
+    if expires is not None and (not isinstance(expires, datetime) or expires.tzinfo is None):
+        raise InvalidParameters("expires_at must be a time with a zone", param="expires_at")
+
+
 def _aware(dt: datetime | None) -> datetime | None:
     if dt is not None and dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)  # SQLite drops the zone; manxue writes UTC only
@@ -144,11 +165,8 @@ class KeyStore:
                expires_at: datetime | None = None, daily_budget: Decimal | None = None,
                monthly_budget: Decimal | None = None) -> tuple[KeyRecord, str]:
         """Create a key; return its record and the secret (the only time it is available)."""
-        if privacy not in (None, "local"):
-            raise InvalidParameters("privacy must be 'local' or unset", param="privacy")
-        for label, value in (("rpm", rpm), ("tpm", tpm), ("max_concurrency", max_concurrency)):
-            if value is not None and value < 1:
-                raise InvalidParameters(f"{label} must be at least 1", param=label)
+        _check({"privacy": privacy, "rpm": rpm, "tpm": tpm, "max_concurrency": max_concurrency,
+                "daily_budget": daily_budget, "monthly_budget": monthly_budget})
         if balance is not None and balance < 0:
             raise InvalidParameters("balance must not be negative", param="balance")
         tid = self.tenant_id(tenant)
@@ -209,6 +227,27 @@ class KeyStore:
         if len(rows) > 1:
             raise InvalidParameters(f"{ref!r} matches several keys; give the key id", param="key")
         return _record(rows[0], int(rows[0].credit_total))
+
+    def update(self, ref: str, changes: dict[str, Any]) -> KeyRecord:
+        """Change a key's settings: each of `SETTABLE` given is set, None clearing it (no
+        limit, no allow-list, no expiry, the tenant's or default price list)."""
+        unknown = set(changes) - SETTABLE
+        if unknown:
+            raise InvalidParameters(f"cannot change {', '.join(sorted(unknown))}; settable: "
+                                    f"{', '.join(sorted(SETTABLE))}", param=sorted(unknown)[0])
+        _check(changes)
+        values: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name == "models":
+                values["models"] = ",".join(value) if value else None
+            elif name in ("daily_budget", "monthly_budget"):
+                values[f"{name}_nano"] = to_nano(value) if value is not None else None
+            else:
+                values[name] = value
+        kid = self.get(ref).id
+        with self.engine.begin() as c:
+            c.execute(update(api_keys).where(api_keys.c.id == kid).values(**values, updated_at=_now()))
+        return self.get(kid)
 
     def set_disabled(self, ref: str, disabled: bool = True) -> KeyRecord:
         kid = self.get(ref).id

@@ -2,6 +2,7 @@
 
     GET  /admin/keys[?tenant=T]                 POST /admin/keys              (create)
     POST /admin/keys/{ref}/disable|enable|rotate POST /admin/keys/{ref}/topup  {"amount": "10"}
+    PATCH /admin/keys/{ref}  {"rpm": 60, "expires_at": "2027-01-01T00:00:00Z", "models": null, ...}
     GET  /admin/tenants                      PATCH /admin/tenants/{name}  {"price_list": ID|null}
     GET  /admin/usage?tenant=&key=&since=&until=&by=&limit=
     GET  /admin/invoice?tenant=T&month=2026-11  (text/csv)
@@ -32,6 +33,7 @@ _JSON = "application/json"
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/keys", list_keys)
     app.router.add_post("/admin/keys", create_key)
+    app.router.add_patch("/admin/keys/{ref}", update_key)
     app.router.add_post("/admin/keys/{ref}/{action}", change_key)
     app.router.add_get("/admin/tenants", list_tenants)
     app.router.add_patch("/admin/tenants/{name}", change_tenant)
@@ -68,16 +70,22 @@ def _decimal(value: Any, name: str) -> Decimal | None:
     if value is None:
         return None
     try:
-        return Decimal(str(value))
+        d = Decimal(str(value)) if isinstance(value, int | float | str) and not isinstance(value, bool) \
+            else None
     except InvalidOperation:
-        raise InvalidParameters(f"{name} must be a number", param=name) from None
+        d = None
+    if d is None or not d.is_finite():
+        raise InvalidParameters(f"{name} must be a number", param=name)
+    return d
 
 
-def query_time(value: str | None, name: str) -> datetime | None:
+def query_time(value: Any, name: str) -> datetime | None:
     """An ISO 8601 query parameter as an aware datetime (UTC when no zone is given)."""
-    if not value:
+    if value is None or value == "":
         return None
     try:
+        if not isinstance(value, str):
+            raise ValueError(value)
         dt = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidParameters(f"{name} must be ISO 8601", param=name) from None
@@ -125,6 +133,32 @@ async def create_key(request: web.Request) -> web.Response:
     rec, secret = await asyncio.to_thread(create)
     await asyncio.to_thread(meter.keys.load)
     return _json({**rec.public(0), "key": secret}, status=201)
+
+
+async def update_key(request: web.Request) -> web.Response:
+    """Set (or, with null, clear) a key's settings: the fields of `KeyStore.SETTABLE`."""
+    meter = admin_meter(request)
+    b = await _body(request)
+    changes: dict[str, Any] = dict(b)
+    if "models" in changes and isinstance(changes["models"], str):
+        changes["models"] = [m.strip() for m in changes["models"].split(",") if m.strip()]
+    if changes.get("models") is not None and not (
+            isinstance(changes["models"], list) and all(isinstance(m, str) for m in changes["models"])):
+        raise InvalidParameters("models must be a list of model names", param="models")
+    for f in ("daily_budget", "monthly_budget"):
+        if changes.get(f) is not None:
+            changes[f] = _decimal(changes[f], f)
+    if changes.get("expires_at") is not None:
+        changes["expires_at"] = query_time(changes["expires_at"], "expires_at")
+    ref = changes.get("price_list")
+    if ref is not None and (not isinstance(ref, str) or ref not in meter.prices.lists):
+        raise InvalidParameters(f"unknown price list {ref!r}; `manxue prices` lists the ids",
+                                param="price_list")
+    if not changes:
+        raise InvalidRequest("nothing to change: give the fields to set (null clears one)")
+    rec = await asyncio.to_thread(meter.store.update, request.match_info["ref"], changes)
+    await asyncio.to_thread(meter.keys.load)
+    return _json(rec.public(await asyncio.to_thread(lambda: meter.store.spent().get(rec.id, 0))))
 
 
 async def change_key(request: web.Request) -> web.Response:
