@@ -171,10 +171,7 @@ class Journal:
                 log.error("journal: cannot open a %d-byte segment in %s: %s; no request is "
                           "admitted until one opens", size, self.dir, exc)
             self.failed = f"{type(exc).__name__}: {exc}"
-            raise ServiceUnavailable(
-                "the gateway cannot record usage right now (its ledger journal cannot be written), "
-                "so it does not serve answers; retry shortly", code="ledger_unavailable",
-                retry_after=5.0) from exc
+            raise ledger_unavailable() from exc
 
     def _install(self, seg: Segment) -> None:
         old = self.swap(seg)
@@ -206,6 +203,13 @@ class Journal:
                 yield path, read_segment(data.splitlines(), path.name)
             finally:
                 os.close(fd)
+
+
+def ledger_unavailable() -> ServiceUnavailable:
+    """The 503 for a request whose usage cannot be recorded."""
+    return ServiceUnavailable(
+        "the gateway cannot record usage right now (its ledger journal cannot be written), so it "
+        "does not serve answers; retry shortly", code="ledger_unavailable", retry_after=5.0)
 
 
 def delete(segments: Iterable[Path]) -> None:

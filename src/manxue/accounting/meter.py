@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from manxue.accounting.counters import Counters, Limits, Refusal
+from manxue.accounting.journal import ledger_unavailable
 from manxue.accounting.keys import KeyRecord, KeyStore
 from manxue.accounting.ledger import LedgerWriter, ledger_time
 from manxue.accounting.prices import PriceBook, Prices
@@ -172,7 +173,8 @@ class Meter:
         ]
 
     def check_deployment(self, d: DeploymentSettings) -> None:
-        """Raise InvalidParameters when `d` cannot be metered (an unknown cost list)."""
+        """Raise InvalidParameters when `d` cannot be metered (its cost list is unknown, or
+        never prices its model)."""
         self.prices.check_deployment(d)
 
     def add_deployment(self, d: DeploymentSettings) -> None:
@@ -268,10 +270,7 @@ class Meter:
                 body_bytes: int) -> Ticket:
         """What admission needs to decide: the key's limits, the prices, the sum to reserve."""
         if self.writer.journal.failed is not None:  # it could not be recorded: do not ask for it
-            raise ServiceUnavailable(
-                "the gateway cannot record usage right now (its ledger journal cannot be written), "
-                "so it does not serve answers; retry shortly", code="ledger_unavailable",
-                retry_after=5.0)
+            raise ledger_unavailable()
         now = time.time()
         model = req.model
         if key is None:
