@@ -325,7 +325,7 @@ def usage(
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Ledger rows, or totals with cache-hit rate, revenue, upstream cost and margin."""
+    """Ledger rows, or totals with cache-hit rate, revenue, upstream and GPU-hour costs, margin."""
     settings, store = _open(config)
     s, u = _when(since, "--since"), _when(until, "--until")
     fixed = fixed_costs(settings.deployments, settings.billing.currency)
