@@ -376,32 +376,18 @@ class Meter:
                 ctx.client_request_id,                                    # client_request_id
             ))
         except ServiceUnavailable:  # not recorded, so not charged: the reservation goes back
-            self._release(key, ctx.request_id, u, ticket)
+            cost = 0
             raise
-        if key is None:
-            return
-        tokens = u.prompt_tokens + u.completion_tokens
-        if self._settle_now is not None:
-            self._settle_now(key.id, ctx.request_id, cost, tokens, ticket.limits)
-            return
-        self._settle_later(key.id, ctx.request_id, cost, tokens, ticket.limits)
-
-    def _release(self, key: KeyRecord | None, request_id: str, u: Usage, ticket: Ticket) -> None:
-        """Settle a request whose row could not be written: nothing charged, tokens counted."""
-        if key is None:
-            return
-        tokens = u.prompt_tokens + u.completion_tokens
-        if self._settle_now is not None:
-            self._settle_now(key.id, request_id, 0, tokens, ticket.limits)
-        else:
-            self._settle_later(key.id, request_id, 0, tokens, ticket.limits)
-
-    def _settle_later(self, key_id: str, request_id: str, cost: int, tokens: int,
-                      limits: Limits) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self.counters.settle(key_id, request_id, cost, tokens, limits))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        finally:
+            if key is not None:
+                tokens = u.prompt_tokens + u.completion_tokens
+                if self._settle_now is not None:
+                    self._settle_now(key.id, ctx.request_id, cost, tokens, ticket.limits)
+                else:
+                    task = asyncio.get_running_loop().create_task(self.counters.settle(
+                        key.id, ctx.request_id, cost, tokens, ticket.limits))
+                    self._settling.add(task)
+                    task.add_done_callback(self._settling.discard)
 
     def _usage(self, outcome: Outcome, ticket: Ticket) -> tuple[Usage | None, str]:
         """Usage for an answer whose upstream reported none: counted, or none at all."""
