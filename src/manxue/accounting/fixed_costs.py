@@ -61,20 +61,14 @@ def windows(engine: Engine, names: Iterable[str], since: datetime | None,
     out: dict[str, tuple[datetime, datetime]] = {}
     for name in names:
         first, last = seen.get(name, (None, None))
-        start = _utc(since) if since is not None else first
-        end = _utc(until) if until is not None else last
+        start, end = _utc(since) or first, _utc(until) or last
         if start is not None and end is not None and start < end:
             out[name] = (start, end)
     return out
 
 
-def by_day(cost: FixedCost, start: datetime, end: datetime) -> dict[str, int]:
-    """`accrued_nano` split by UTC day ("YYYY-MM-DD"), each day rounded on its own."""
-    return {day: accrued_nano(cost, a, b) for day, (a, b) in _days(start, end).items()}
-
-
-def _days(start: datetime, end: datetime) -> dict[str, tuple[datetime, datetime]]:
-    """[start, end) cut at UTC midnights, by day."""
+def days(start: datetime, end: datetime) -> dict[str, tuple[datetime, datetime]]:
+    """[start, end) cut at UTC midnights, by day ("YYYY-MM-DD")."""
     out: dict[str, tuple[datetime, datetime]] = {}
     day = start.replace(hour=0, minute=0, second=0, microsecond=0)
     while day < end:
@@ -93,14 +87,9 @@ def _utc(dt: datetime | str | None) -> datetime | None:
 
 
 def hours(start: datetime, end: datetime) -> Decimal:
-    """The hours of [start, end)."""
+    """The hours of [start, end) (none when it is empty)."""
     return _micros(start, end) / _MICROS_PER_HOUR
 
 
 def _micros(start: datetime, end: datetime) -> Decimal:
     return Decimal(max(end - start, timedelta(0)) // timedelta(microseconds=1))
-
-
-def hours_by_day(start: datetime, end: datetime) -> dict[str, Decimal]:
-    """`hours` split by UTC day ("YYYY-MM-DD")."""
-    return {day: hours(a, b) for day, (a, b) in _days(start, end).items()}

@@ -100,10 +100,10 @@ def summary(engine: Engine, by: str, *, tenant: str | None = None, key: str | No
                 int(r.requests), int(r.prompt_tokens or 0), int(r.cache_hit_tokens or 0),
                 int(r.cache_miss_tokens or 0), int(r.completion_tokens or 0),
                 int(r.reasoning_tokens or 0), int(r.cost_nano or 0), int(r.upstream_cost_nano or 0))
-    with_fixed = fixed is not None and by in ("deployment", "day") and tenant is None and key is None
-    if fixed is not None and with_fixed:
-        _add_fixed(groups, engine, by, fixed, since, until)
-    return [_summary_row(by, name, currency, t, with_fixed)
+    charged = fixed if by in ("deployment", "day") and tenant is None and key is None else None
+    if charged is not None:
+        _add_fixed(groups, engine, by, charged, since, until)
+    return [_summary_row(by, name, currency, t, charged is not None)
             for (name, currency), t in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))]
 
 
@@ -126,14 +126,11 @@ def _add_fixed(groups: dict[tuple[str, str | None], _Totals], engine: Engine, by
                until: datetime | None) -> None:
     for name, (start, end) in fc.windows(engine, fixed, since, until).items():
         cost = fixed[name]
-        parts = ({name: fc.accrued_nano(cost, start, end)} if by == "deployment"
-                 else fc.by_day(cost, start, end))
-        hours = ({name: fc.hours(start, end)} if by == "deployment"
-                 else fc.hours_by_day(start, end))
-        for group, nano in parts.items():
+        spans = {name: (start, end)} if by == "deployment" else fc.days(start, end)
+        for group, (a, b) in spans.items():  # by day, each day is rounded on its own
             t = groups.setdefault((group, cost.currency), _Totals())
-            t.fixed += nano
-            t.fixed_hours += hours[group]
+            t.fixed += fc.accrued_nano(cost, a, b)
+            t.fixed_hours += fc.hours(a, b)
 
 
 def _summary_row(by: str, name: str, currency: str | None, t: _Totals,
