@@ -15,7 +15,6 @@ from rich.table import Table
 
 from manxue.errors import ConfigError, ManxueError
 from manxue.pricing.lists import PriceEntry, PriceList, quote
-from manxue.pricing.windows import ALL_DAYS, WEEKDAY_NAMES, WORKDAYS, TimeWindow
 from manxue.settings import load_settings
 
 err = Console(stderr=True)
@@ -106,12 +105,8 @@ def prices(
     pl = lists.get(list_id)
     if pl is None:
         raise _fail(f"unknown price list {list_id!r}; known: {', '.join(sorted(lists))}")
-    entries = sorted((e for e in pl.entries if model is None or e.model == model),
-                     key=lambda e: (e.model, e.effective_from or datetime.min.replace(tzinfo=UTC)))
-    if not entries:
-        raise _fail(f"price list {pl.id} has no prices for model {model!r}; it prices "
-                    f"{', '.join(pl.models())}")
     try:
+        entries = [e for m in ([model] if model else sorted(pl.models())) for e in pl.entries_for(m)]
         rows = [_entry_row(pl, e, when) for e in entries]
     except ManxueError as exc:
         raise _fail(exc.message) from None
@@ -126,7 +121,7 @@ def prices(
         table.add_row(r["model"], _period(e), _triple(r["base"]),
                       (_triple(now) + (f" {now['window']}" if now["window"] else "")) if now else "")
         for w in e.windows:
-            table.add_row(f"  {w.name}", _window_time(w), _triple(w.apply(e.base).as_dict()), "",
+            table.add_row(f"  {w.name}", w.span(), _triple(w.apply(e.base).as_dict()), "",
                           style="dim")
     Console().print(table)
     if pl.note:
@@ -137,12 +132,6 @@ def _period(e: PriceEntry) -> str:
     def fmt(t: datetime | None) -> str:
         return "" if t is None else t.strftime("%Y-%m-%d %H:%M").removesuffix(" 00:00")
     return f"{fmt(e.effective_from) or '…'} → {fmt(e.effective_to) or '…'}"
-
-
-def _window_time(w: TimeWindow) -> str:
-    days = "" if w.weekdays == ALL_DAYS else " mon–fri" if w.weekdays == WORKDAYS else \
-        " " + ",".join(WEEKDAY_NAMES[d] for d in sorted(w.weekdays))
-    return f"{w.start:%H:%M}–{w.end:%H:%M} {w.timezone}{days}"
 
 
 def _emit(obj: Any) -> None:

@@ -101,10 +101,14 @@ class TimeWindow:
         return TimeWindow(self.name, self.timezone, self.start, self.end, self.weekdays,
                           None, (hit * factor, miss * factor, out * factor), self.exclude_dates)
 
-    def describe(self) -> str:
+    def span(self) -> str:
+        """When the window applies: "01:00–04:00 UTC mon,tue,wed,thu,fri"."""
         days = "daily" if self.weekdays == ALL_DAYS else ",".join(
             WEEKDAY_NAMES[d] for d in sorted(self.weekdays))
+        return f"{self.start:%H:%M}–{self.end:%H:%M} {self.timezone} {days}"
+
+    def describe(self) -> str:
         what = f"× {self.multiplier}" if self.multiplier is not None else \
             "/".join(str(p) for p in self.prices or ())
-        return (f"{self.name} {self.start:%H:%M}–{self.end:%H:%M} {self.timezone} {days}: {what}"
+        return (f"{self.name} {self.span()}: {what}"
                 + (f" (except {len(self.exclude_dates)} dates)" if self.exclude_dates else ""))
