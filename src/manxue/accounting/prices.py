@@ -83,8 +83,8 @@ class PriceBook:
                 f"(`manxue prices {ref}`)", param="cost_price_list", code="invalid_deployment")
 
     def add_deployment(self, d: DeploymentSettings) -> None:
-        """Price the cost side of a deployment added while serving (or replaced)."""
-        self.check_deployment(d)
+        """Price the cost side of a deployment added while serving (or replaced); its cost
+        side was checked (`check_deployment`) before the router took it."""
         self.deployments[d.name] = d
 
     def _unpriced(self, dep: DeploymentSettings, model: str, ts: float) -> None:

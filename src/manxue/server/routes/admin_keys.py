@@ -66,6 +66,13 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
+def _check_price_list(meter: Meter, ref: Any) -> None:
+    """A price list named in a body must be one the gateway knows (None: not named)."""
+    if ref is not None and (not isinstance(ref, str) or ref not in meter.prices.lists):
+        raise InvalidParameters(f"unknown price list {ref!r}; `manxue prices` lists the ids",
+                                param="price_list")
+
+
 def _decimal(value: Any, name: str) -> Decimal | None:
     if value is None:
         return None
@@ -118,8 +125,7 @@ async def create_key(request: web.Request) -> web.Response:
     for f in ("rpm", "tpm", "max_concurrency"):
         if b.get(f) is not None and not isinstance(b[f], int):
             raise InvalidParameters(f"{f} must be an integer", param=f)
-    if b.get("price_list") is not None and b["price_list"] not in meter.prices.lists:
-        raise InvalidParameters(f"unknown price list {b['price_list']!r}", param="price_list")
+    _check_price_list(meter, b.get("price_list"))
 
     def create() -> Any:
         return meter.store.create(
@@ -150,10 +156,7 @@ async def update_key(request: web.Request) -> web.Response:
             changes[f] = _decimal(changes[f], f)
     if changes.get("expires_at") is not None:
         changes["expires_at"] = query_time(changes["expires_at"], "expires_at")
-    ref = changes.get("price_list")
-    if ref is not None and (not isinstance(ref, str) or ref not in meter.prices.lists):
-        raise InvalidParameters(f"unknown price list {ref!r}; `manxue prices` lists the ids",
-                                param="price_list")
+    _check_price_list(meter, changes.get("price_list"))
     if not changes:
         raise InvalidRequest("nothing to change: give the fields to set (null clears one)")
     rec = await asyncio.to_thread(meter.store.update, request.match_info["ref"], changes)
@@ -199,9 +202,7 @@ async def change_tenant(request: web.Request) -> web.Response:
         raise InvalidParameters("give {\"price_list\": \"ID\"} (or null for the gateway's default)",
                                 param="price_list")
     ref = b["price_list"]
-    if ref is not None and (not isinstance(ref, str) or ref not in meter.prices.lists):
-        raise InvalidParameters(f"unknown price list {ref!r}; `manxue prices` lists the ids",
-                                param="price_list")
+    _check_price_list(meter, ref)
     row = await asyncio.to_thread(meter.store.set_tenant_price_list, request.match_info["name"], ref)
     await asyncio.to_thread(meter.keys.load)
     return _json(row)
