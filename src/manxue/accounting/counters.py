@@ -71,6 +71,11 @@ def period_keys_at(ts: float) -> tuple[str, str]:
     return _period_cache[1]
 
 
+def day_end(ts: float) -> float:
+    """The POSIX time at which the UTC day holding `ts` ends (POSIX days are 86,400 s)."""
+    return (ts // 86_400 + 1) * 86_400
+
+
 def seconds_to_period_end(now: datetime, monthly: bool) -> float:
     if monthly:
         nxt = (now.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0, second=0,
@@ -105,6 +110,15 @@ class _KeyState:
     day_spent: int = 0
     month: str = ""
     month_spent: int = 0
+    day_ends: float = 0.0  # POSIX time at which `day` ends: until then a cost adds to both sums
+
+    def add_spent(self, cost_nano: int, now: float) -> None:
+        """Count a cost in the UTC day and month of `now` (those of the last cost, or new ones)."""
+        day, month = period_keys_at(now)
+        self.day_spent = self.day_spent + cost_nano if self.day == day else cost_nano
+        self.month_spent = self.month_spent + cost_nano if self.month == month else cost_nano
+        self.day, self.month = day, month
+        self.day_ends = day_end(now)
 
 
 class LocalCounters:
@@ -136,8 +150,12 @@ class LocalCounters:
                 bucket = st.rpm
                 if bucket is None:
                     bucket = st.rpm = _Bucket(float(rpm), mono)
-                if bucket.refill(rpm, mono) < 1:
-                    return Refusal("rpm", (1 - bucket.level) * 60.0 / rpm)
+                # `bucket.refill(rpm, mono)`, inlined: this runs on every request of such a key
+                level = bucket.level + (mono - bucket.at) * rpm / 60.0
+                bucket.level = level = level if level < rpm else float(rpm)
+                bucket.at = mono
+                if level < 1:
+                    return Refusal("rpm", (1 - level) * 60.0 / rpm)
             if tpm is not None:
                 bucket = st.tpm
                 if bucket is None:
@@ -183,15 +201,12 @@ class LocalCounters:
         st.reserved -= st.inflight.pop(req_id, 0)
         if cost_nano:
             st.spent += cost_nano
-            day, month = period_keys_at(time.time())
-            if st.day == day:
+            now = time.time()
+            if now < st.day_ends:  # still the day (and so the month) of the last cost
                 st.day_spent += cost_nano
-            else:
-                st.day, st.day_spent = day, cost_nano
-            if st.month == month:
                 st.month_spent += cost_nano
             else:
-                st.month, st.month_spent = month, cost_nano
+                st.add_spent(cost_nano, now)
         tpm = limits.tpm
         if tpm is not None and tokens:
             mono = time.monotonic()
@@ -202,12 +217,14 @@ class LocalCounters:
 
     async def load_spent(self, total: dict[str, int], day: dict[str, int],
                          month: dict[str, int]) -> None:
-        d, m = period_keys(datetime.now(UTC))
+        now = time.time()
+        d, m = period_keys_at(now)
         for key_id, spent in total.items():
             st = self._state(key_id)
             st.spent = spent
             st.day, st.day_spent = d, day.get(key_id, 0)
             st.month, st.month_spent = m, month.get(key_id, 0)
+            st.day_ends = day_end(now)
 
     async def spent(self, key_id: str) -> int:
         return self._state(key_id).spent

@@ -23,7 +23,7 @@ import logging
 import mmap
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +93,16 @@ class Segment:
 
 
 class Journal:
+    """Segments on disk, and in memory the rows appended since the flusher last took them
+    (`tail`), which are the rows not yet in SQL."""
+
     def __init__(self, directory: Path, columns: Sequence[str], *,
-                 segment_bytes: int = SEGMENT_BYTES, max_age: float = 10.0) -> None:
+                 segment_bytes: int = SEGMENT_BYTES, max_age: float = 10.0,
+                 tail_limit: int = 0, on_tail_full: Callable[[], object] | None = None) -> None:
         self.dir = directory
+        self.tail: list[tuple[Any, ...]] = []
+        self._tail_limit = tail_limit if on_tail_full is not None else 0
+        self._on_tail_full = on_tail_full
         self.dir.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         self.max_age = max_age
@@ -108,19 +115,31 @@ class Journal:
 
     # ---- the request path ---------------------------------------------------------------------
     def append(self, row: tuple[Any, ...]) -> None:
-        """Write one row (values in the header's column order)."""
+        """Write one row (values in the header's column order), and keep it in the tail."""
         line = orjson.dumps(row, option=_DUMPS_OPTIONS)
         seg = self._open
-        if seg is not None:  # `seg.write(line)`, inlined: this runs once per request
+        if seg is not None and seg.pos + len(line) <= seg.size:
+            # `seg.write(line)`, inlined: this runs once per request
             pos = seg.pos
-            end = pos + len(line)
-            if end <= seg.size:
-                seg.mm[pos:end] = line
-                seg.pos = end
-                return
-        seg = self._new_segment(len(line))
-        self._install(seg)
-        seg.write(line)
+            seg.mm[pos:pos + len(line)] = line
+            seg.pos = pos + len(line)
+        else:
+            seg = self._new_segment(len(line))
+            self._install(seg)
+            seg.write(line)
+        tail = self.tail
+        tail.append(row)
+        if len(tail) == self._tail_limit:
+            self._on_tail_full()  # type: ignore[misc]  # set whenever the limit is
+
+    def take(self) -> list[tuple[Any, ...]]:
+        """The tail's rows, leaving it empty (their segments stay until `forget`)."""
+        rows, self.tail = self.tail, []
+        return rows
+
+    def put_back(self, rows: list[tuple[Any, ...]]) -> None:
+        """Rows taken whose flush failed: first in the tail again."""
+        self.tail[:0] = rows
 
     # ---- the flusher --------------------------------------------------------------------------
     def due(self) -> bool:

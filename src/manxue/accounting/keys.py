@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
 
+from manxue.accounting.counters import Limits
 from manxue.accounting.money import text as money_text
 from manxue.accounting.money import to_nano
 from manxue.errors import InvalidParameters, ModelNotFound
@@ -62,10 +63,19 @@ class KeyRecord:
     monthly_budget_nano: int | None
     credits_nano: int = 0
     tenant_price_list: str | None = None  # the tenant's list, for a key that names none
+    # what admission checks, built once per record (a changed key is a new record)
+    limits: Limits = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limits", Limits(
+            rpm=self.rpm, tpm=self.tpm, max_concurrency=self.max_concurrency,
+            credits_nano=self.credits_nano if self.prepaid else None,
+            daily_budget_nano=self.daily_budget_nano, monthly_budget_nano=self.monthly_budget_nano))
 
     def public(self, spent_nano: int | None = None) -> dict[str, Any]:
         d = asdict(self)
         d.pop("key_hash")
+        d.pop("limits")
         d["models"] = sorted(self.models) if self.models is not None else None
         for k in ("created_at", "expires_at"):
             d[k] = d[k].isoformat() if d[k] else None

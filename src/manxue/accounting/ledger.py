@@ -45,9 +45,10 @@ def ledger_time(ts: float) -> str:
 def _append_sql(dialect: str, rows: int) -> str:
     if dialect == "sqlite":
         marks = ["?"] * len(LEDGER_COLUMNS)
-    else:  # the text is UTC whatever the session's time zone
-        marks = ["(CAST(%s AS timestamp) AT TIME ZONE 'UTC')" if c == "at" else "%s"
-                 for c in LEDGER_COLUMNS]
+    else:  # the text is UTC whatever the session's time zone; `stream` comes as 0 or 1
+        special = {"at": "(CAST(%s AS timestamp) AT TIME ZONE 'UTC')",
+                   "stream": "CAST(CAST(%s AS integer) AS boolean)"}
+        marks = [special.get(c, "%s") for c in LEDGER_COLUMNS]
     one = f"({', '.join(marks)})"
     return (f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES {', '.join([one] * rows)} "
             "ON CONFLICT (request_id) DO NOTHING")
@@ -92,7 +93,7 @@ def _from_journal(row: dict[str, Any]) -> dict[str, Any]:
     if isinstance(at, str):
         at = datetime.fromisoformat(at)
     at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-    return {**row, "at": at}
+    return {**row, "at": at, "stream": bool(row.get("stream"))}  # rows carry it as 0 or 1
 
 
 class LedgerWriter:
@@ -101,20 +102,16 @@ class LedgerWriter:
     def __init__(self, engine: Engine, journal_dir: Path, interval: float, batch: int,
                  segment_bytes: int = SEGMENT_BYTES) -> None:
         self.engine = engine
-        self.journal = Journal(journal_dir, LEDGER_COLUMNS, segment_bytes=segment_bytes)
+        self._wake = asyncio.Event()
+        self.journal = Journal(journal_dir, LEDGER_COLUMNS, segment_bytes=segment_bytes,
+                               tail_limit=batch, on_tail_full=self._wake.set)
         self.interval = interval
         self.batch = batch
-        self._pending: list[LedgerRow] = []
-        self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # one flush at a time: segments are released in order
         self.flushed = 0
-
-    def write(self, row: LedgerRow) -> None:
-        """Durable once this returns (the row is in the journal file)."""
-        self.journal.append(row)
-        self._pending.append(row)
-        if len(self._pending) >= self.batch:
-            self._wake.set()
+        # Durable once it returns (the row is in the journal file); the journal keeps the row in
+        # its tail until a flush takes it, and wakes the flusher once `batch` rows wait.
+        self.write = self.journal.append
 
     def replay(self) -> int:
         """Move rows of segments left by earlier (or killed) processes into SQL."""
@@ -144,15 +141,15 @@ class LedgerWriter:
     async def _flush(self) -> None:
         if self.journal.due() or self.journal.failed is not None:
             await self.open_segment()
-        segments = self.journal.sealed()  # every row of these is in `_pending` or already in SQL
-        if not self._pending and not segments:
+        segments = self.journal.sealed()  # every row of these is in the tail or already in SQL
+        if not self.journal.tail and not segments:
             return
-        rows, self._pending = self._pending, []
+        rows = self.journal.take()
         try:
             await asyncio.to_thread(self._commit, rows, segments)
         except Exception:
             log.exception("ledger: flush of %d rows failed; they stay in the journal", len(rows))
-            self._pending[:0] = rows
+            self.journal.put_back(rows)
             return
         self.journal.forget(segments)
         self.flushed += len(rows)
@@ -174,7 +171,7 @@ class LedgerWriter:
     async def close(self) -> None:
         async with self._flushing:
             segments = self.journal.close()
-            rows, self._pending = self._pending, []
+            rows = self.journal.take()
             try:
                 await asyncio.to_thread(self._commit, rows, segments)
             except Exception:

@@ -38,7 +38,8 @@ from manxue.settings import DeploymentSettings, Settings
 log = logging.getLogger("manxue.meter")
 
 _NO_LIMITS = Limits()
-_DIGEST_CACHE = 10_000
+_TOKEN_CACHE = 10_000
+_UNSEEN: Any = object()
 _NO_USAGE = Usage()
 _NO_PRICES: tuple[None, None, None] = (None, None, None)
 
@@ -146,10 +147,13 @@ class Meter:
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: set[asyncio.Task[None]] = set()
         self._default_list = settings.billing.default_price_list
-        # token → its SHA-256, for tokens seen to name a key: the lookup still goes through
-        # `keys.by_hash`, so a rotated or deleted key stops working at the next reload
-        self._digests: dict[str, str] = {}
-        self._plans: dict[str, tuple[KeyRecord, Limits, str | None]] = {}
+        # token → the key it named, valid while `keys.by_hash` is the dict it was found in: a
+        # reload that changes any key replaces that dict, and this cache starts again
+        self._tokens: dict[str, KeyRecord] = {}
+        self._tokens_of: dict[str, KeyRecord] | None = None
+        self._price_cache = prices.cache
+        self._write = writer.write
+        self._per_token = prices.per_token
         self._output_bounds: dict[str, tuple[int, int]] = {}
         # a reservation outlives the longest request a deployment allows, then lapses
         self._ttl = max((d.timeouts.total for d in settings.deployments), default=600.0) + 60.0
@@ -209,9 +213,31 @@ class Meter:
         it) only matters while no key exists."""
         token = api_key or ""
         if authorization:
-            scheme, _, value = authorization.partition(" ")
-            token = value.strip() if scheme.lower() == "bearer" else ""
-        if self.open_mode:
+            if authorization.startswith("Bearer "):  # the usual form, without the general parse
+                token = authorization[7:].strip()
+            else:
+                scheme, _, value = authorization.partition(" ")
+                token = value.strip() if scheme.lower() == "bearer" else ""
+        keys = self.keys.by_hash
+        if self._tokens_of is not keys:
+            self._tokens = {}
+            self._tokens_of = keys
+        rec = self._tokens.get(token)
+        if rec is None:
+            rec = self._find(token, keys, remote)
+            if rec is None:
+                return None
+        if rec.disabled:
+            raise AuthenticationFailed("this API key is disabled; ask your provider to enable it",
+                                       code="api_key_disabled")
+        if rec.expires_at is not None and rec.expires_at <= datetime.now(UTC):
+            raise AuthenticationFailed("this API key has expired", code="api_key_expired")
+        return rec
+
+    def _find(self, token: str, keys: dict[str, KeyRecord],
+              remote: str | Callable[[], str | None] | None) -> KeyRecord | None:
+        """`authenticate` for a token not seen since the last change to the keys."""
+        if not keys:  # no key exists yet: loopback clients only
             if _is_loopback(remote() if callable(remote) else remote):
                 return None
             raise AuthenticationFailed(
@@ -220,19 +246,11 @@ class Meter:
         if not token:
             raise AuthenticationFailed(
                 "missing API key: send 'Authorization: Bearer sk-...'", code="missing_api_key")
-        digest = self._digests.get(token)
-        if digest is None:
-            digest = hashlib.sha256(token.encode()).hexdigest()
-        rec = self.keys.by_hash.get(digest)
+        rec = keys.get(hashlib.sha256(token.encode()).hexdigest())
         if rec is None:
             raise AuthenticationFailed("invalid API key")
-        if len(self._digests) < _DIGEST_CACHE:  # only tokens that named a key are kept
-            self._digests[token] = digest
-        if rec.disabled:
-            raise AuthenticationFailed("this API key is disabled; ask your provider to enable it",
-                                       code="api_key_disabled")
-        if rec.expires_at is not None and rec.expires_at <= datetime.now(UTC):
-            raise AuthenticationFailed("this API key has expired", code="api_key_expired")
+        if len(self._tokens) < _TOKEN_CACHE:  # only tokens that name a key are kept
+            self._tokens[token] = rec
         return rec
 
     def allowed_models(self, key: KeyRecord | None, models: list[str]) -> list[str]:
@@ -279,10 +297,12 @@ class Meter:
         if key.models is not None and model not in key.models:
             raise PermissionDenied(f"this API key may not use model '{model}'",
                                    code="model_not_allowed", param="model")
-        plan = self._plans.get(key.id)
-        if plan is None or plan[0] is not key:
-            plan = self._plan(key)
-        prices = self.prices.lookup_at(plan[2], model, now)
+        list_id = key.price_list or key.tenant_price_list or self._default_list
+        # `self.prices.lookup_at(list_id, model, now)`, its cache read inline (`now // 60` is
+        # the float of the minute its key holds as an int, and equal to it as a dict key)
+        prices = self._price_cache.get((list_id, model, now // 60), _UNSEEN)
+        if prices is _UNSEEN:
+            prices = self.prices.lookup_at(list_id, model, now)
         if prices is None:
             if key.prepaid:
                 raise PermissionDenied(
@@ -297,18 +317,8 @@ class Meter:
             if extra is None:
                 extra = self._output_bound(model)
             out = (out or extra[0]) + extra[1]
-            reserve = prices.rates.cost_nano(0, body_bytes, out)
-        return Ticket(key, plan[1], reserve, prices, raw, now)
-
-    def _plan(self, key: KeyRecord) -> tuple[KeyRecord, Limits, str | None]:
-        """What admission needs of a key, rebuilt when the key's record changes."""
-        limits = Limits(rpm=key.rpm, tpm=key.tpm, max_concurrency=key.max_concurrency,
-                        credits_nano=key.credits_nano if key.prepaid else None,
-                        daily_budget_nano=key.daily_budget_nano,
-                        monthly_budget_nano=key.monthly_budget_nano)
-        plan = (key, limits, key.price_list or key.tenant_price_list or self._default_list)
-        self._plans[key.id] = plan
-        return plan
+            reserve = prices.rates.ceil_nano(body_bytes, out)
+        return Ticket(key, key.limits, reserve, prices, raw, now)
 
     def _output_bound(self, model: str) -> tuple[int, int]:
         """Output tokens reserved for `model`: (when max_tokens is unset, reasoning on top)."""
@@ -343,18 +353,19 @@ class Meter:
         cost = 0
         if prices is not None and usage is not None:
             cost = prices.rates.cost_nano(u.cache_hit_tokens, u.cache_miss_tokens, u.completion_tokens)
-        upstream = self.prices.upstream_cost(outcome.deployment, ctx.model, usage, ticket.at)
+        upstream = self.prices.upstream_cost(outcome.deployment, ctx.model, usage, ticket.at) \
+            if outcome.deployment in self._per_token else 0
         key = ticket.key
         texts = prices.texts if prices is not None else _NO_PRICES
         try:
-            self.writer.write((  # in LEDGER_COLUMNS order
+            self._write((  # in LEDGER_COLUMNS order
                 ctx.request_id,                                           # request_id
                 ledger_time(ticket.at),                                   # at
                 key.tenant_id if key else None,                           # tenant_id
                 key.id if key else None,                                  # key_id
                 ctx.model,                                                # model
                 outcome.deployment or None,                               # deployment
-                ctx.stream,                                               # stream
+                1 if ctx.stream else 0,                                   # stream (binds as is)
                 "ok" if outcome.completed else ("error" if usage is None else "incomplete"),  # status
                 u.prompt_tokens,                                          # prompt_tokens
                 u.cache_hit_tokens,                                       # cache_hit_tokens

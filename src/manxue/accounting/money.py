@@ -68,6 +68,13 @@ class Rates:
             q += 1
         return q * 10
 
+    def ceil_nano(self, miss: int, output: int) -> int:
+        """An upper bound of `cost_nano(0, miss, output)`, for reservations: the total rounded
+        up, not to even (one step cheaper; never below the cost it bounds)."""
+        total = miss * self.miss + output * self.output
+        div = self.div
+        return total * self.mul if div == 1 else -(-total // div) * 10
+
 
 def cost_nano(hit: int, miss: int, output: int, price_hit: Decimal, price_miss: Decimal,
               price_output: Decimal) -> int:

@@ -40,7 +40,10 @@ class PriceBook:
     def __init__(self, lists: dict[str, PriceList], deployments: list[DeploymentSettings]) -> None:
         self.lists = lists
         self.deployments = {d.name: d for d in deployments}
-        self._cache: dict[tuple[str, str, int], Prices | None] = {}
+        # deployments whose upstream charges per token (the others' upstream cost is 0 here)
+        self.per_token = {d.name for d in deployments if d.cost_price_list is not None}
+        # (list id, model, minute) → the prices in force then; read inline by the meter
+        self.cache: dict[tuple[str | None, str, float], Prices | None] = {}
         self._warned: set[tuple[str, str]] = set()
 
     @classmethod
@@ -86,6 +89,10 @@ class PriceBook:
         """Price the cost side of a deployment added while serving (or replaced); its cost
         side was checked (`check_deployment`) before the router took it."""
         self.deployments[d.name] = d
+        if d.cost_price_list is not None:
+            self.per_token.add(d.name)
+        else:
+            self.per_token.discard(d.name)
 
     def _unpriced(self, dep: DeploymentSettings, model: str, ts: float) -> None:
         """Say once per deployment and model that its cost list had no price in force."""
@@ -110,7 +117,7 @@ class PriceBook:
         minute = int(ts) // 60
         key = (list_id, model, minute)
         try:
-            return self._cache[key]
+            return self.cache[key]
         except KeyError:
             pass
         found: Prices | None = None
@@ -121,9 +128,9 @@ class PriceBook:
                 found = Prices(list_id, u.currency, u.hit, u.miss, u.output)
             except ManxueError:
                 found = None
-        if len(self._cache) > _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[key] = found
+        if len(self.cache) > _CACHE_LIMIT:
+            self.cache.clear()
+        self.cache[key] = found
         return found
 
     def upstream_cost(self, deployment: str, model: str, usage: Usage | None, ts: float) -> int:

@@ -18,8 +18,12 @@ PRIVACY_HEADER = "X-Manxue-Privacy"
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
     headers = request.headers
-    key = st.meter.authenticate(headers.get("Authorization"), headers.get("x-api-key"),
-                                lambda: request.remote) if st.meter else None
+    key = None
+    if st.meter is not None:
+        authorization = headers.get("Authorization")
+        key = st.meter.authenticate(authorization,
+                                    None if authorization else headers.get("x-api-key"),
+                                    lambda: request.remote)
     body = await request.read()
     req, raw = parse_chat_request(body)
     ctx = RequestContext(
