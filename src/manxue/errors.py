@@ -8,9 +8,9 @@
     ├── AuthenticationFailed         401 authentication_error
     ├── InsufficientBalance          402 insufficient_quota
     ├── PermissionDenied             403 permission_error
+    │   └── PolicyViolation          403 ... when privacy forbids every deployment of a model
     ├── RateLimited                  429 rate_limit_error        (carries Retry-After)
     ├── ServiceUnavailable           503 service_unavailable     (no usable deployment)
-    │   └── PolicyViolation          503 ... when privacy forbids every deployment
     └── UpstreamError                status of the upstream (5xx or 4xx it returned)
         └── UpstreamTimeout          504 timeout
 
@@ -105,6 +105,13 @@ class PermissionDenied(ManxueError):
     code = "permission_denied"
 
 
+class PolicyViolation(PermissionDenied):
+    """The request may not go where the model is served (privacy = local, no local
+    deployment): a setting of the key or the request, not a passing outage."""
+
+    code = "policy_no_deployment"
+
+
 class RateLimited(ManxueError):
     status = 429
     type = "rate_limit_error"
@@ -117,8 +124,6 @@ class ServiceUnavailable(ManxueError):
     code = "server_busy"
 
 
-class PolicyViolation(ServiceUnavailable):
-    code = "policy_no_deployment"
 
 
 class UpstreamError(ManxueError):

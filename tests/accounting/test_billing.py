@@ -207,7 +207,7 @@ def test_rpm_tpm_and_concurrency_limits(billing, upstream):
 def test_privacy_local_key_never_leaves_the_machine(billing):
     key = billing.create_key(privacy="local")["key"]
     r = billing.chat(key)
-    assert r.status_code == 503 and r.json()["error"]["code"] == "privacy_local_unavailable"
+    assert r.status_code == 403 and r.json()["error"]["code"] == "privacy_local_unavailable"
 
 
 def test_reports_and_invoice(billing, upstream):

@@ -55,7 +55,8 @@ def _open(config: Path | None) -> tuple[Settings, KeyStore]:
         raise typer.Exit(2) from None
 
 
-def _check_price_list(config: Path | None, list_id: str) -> None:
+def _check_price_list(config: Path | None, list_id: str) -> str:
+    """The currency of a price list the config knows (exit 2 naming the known ones if not)."""
     from manxue.accounting.prices import PriceBook
 
     try:
@@ -66,6 +67,21 @@ def _check_price_list(config: Path | None, list_id: str) -> None:
     if list_id not in lists:
         err.print(f"[red]error:[/red] unknown price list {list_id!r}; known: {', '.join(sorted(lists))}")
         raise typer.Exit(2)
+    return lists[list_id].currency
+
+
+def _pricing(config: Path | None, store: KeyStore, tenant: str,
+             price_list: str | None) -> tuple[str, str] | None:
+    """The id and currency of the list that will price a new key (see `KeyStore.pricing_for`)."""
+    from manxue.accounting.prices import PriceBook
+
+    try:
+        settings = load_settings(config)
+        lists = PriceBook.from_settings(settings).lists
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    return store.pricing_for(lists, tenant, price_list, settings.billing.default_price_list)
 
 
 def _fail(exc: ManxueError) -> typer.Exit:
@@ -95,7 +111,8 @@ def _when(value: str | None, label: str) -> datetime | None:
     except ValueError:
         err.print(f"[red]error:[/red] {label} must be an ISO 8601 date or time, e.g. 2026-11-01")
         raise typer.Exit(2) from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    # SQLite keeps no zone: every time manxue stores or compares is in UTC
+    return dt.astimezone(UTC) if dt.utcoffset() is not None else dt.replace(tzinfo=UTC)
 
 
 @keys_app.command("create")
@@ -103,7 +120,8 @@ def create(
     tenant: Annotated[str, typer.Option(help="Customer the key belongs to (created if new).")],
     name: NameOpt = None,
     balance: Annotated[str | None, typer.Option(help="Prepaid balance; omit for a postpaid key.")] = None,
-    currency: Annotated[str, typer.Option(help="Currency of the balance and prices.")] = "USD",
+    currency: Annotated[str | None, typer.Option(
+        help="Currency of the balance and prices (default: the price list's, else USD).")] = None,
     price_list: PriceListOpt = None,
     models: ModelsOpt = None,
     rpm: RpmOpt = None,
@@ -126,7 +144,8 @@ def create(
             price_list=price_list, models=[m.strip() for m in models.split(",")] if models else None,
             rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, privacy=privacy,
             expires_at=_when(expires, "--expires"), daily_budget=_money(daily_budget, "--daily-budget"),
-            monthly_budget=_money(monthly_budget, "--monthly-budget"))
+            monthly_budget=_money(monthly_budget, "--monthly-budget"),
+            pricing=_pricing(config, store, tenant, price_list))
     except ManxueError as exc:
         raise _fail(exc) from None
     data = {**rec.public(0), "key": secret}
@@ -227,11 +246,10 @@ def set_key(
     if not changes:
         err.print("[red]error:[/red] nothing to change: give a setting (see --help) or --unset")
         raise typer.Exit(2)
-    if price_list is not None:
-        _check_price_list(config, price_list)
+    list_currency = _check_price_list(config, price_list) if price_list is not None else None
     store = _store(config)
     try:
-        rec = store.update(ref, changes)
+        rec = store.update(ref, changes, list_currency)
     except ManxueError as exc:
         raise _fail(exc) from None
     data = rec.public(store.spent().get(rec.id, 0))
@@ -301,10 +319,9 @@ def set_tenant(
     if (price_list is None) == (not clear_price_list):
         err.print("[red]error:[/red] give --price-list ID or --clear-price-list")
         raise typer.Exit(2)
-    if price_list is not None:
-        _check_price_list(config, price_list)
+    list_currency = _check_price_list(config, price_list) if price_list is not None else None
     try:
-        row = _store(config).set_tenant_price_list(tenant, price_list)
+        row = _store(config).set_tenant_price_list(tenant, price_list, list_currency)
     except ManxueError as exc:
         raise _fail(exc) from None
     if json:
@@ -321,7 +338,7 @@ def usage(
     until: Annotated[str | None, typer.Option(help="Before this time (ISO 8601).")] = None,
     by: Annotated[str | None, typer.Option(
         help="Totals by tenant, key, model, deployment or day instead of rows.")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many rows.")] = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -372,11 +389,15 @@ def invoice(
     month: Annotated[str, typer.Option(help="Month, e.g. 2026-11.")],
     output: Annotated[Path | None, typer.Option("--out", "-o", help="Write the CSV here.")] = None,
     config: ConfigOpt = None,
+    json: JsonOpt = False,
 ) -> None:
-    """A CSV invoice for one tenant and month."""
+    """An invoice for one tenant and month: CSV (a line per key and model, then a total per
+    currency), or with --json the same lines and totals as JSON."""
     store = _store(config)
     try:
-        text = reports.invoice_csv(store.engine, tenant, month)
+        inv = reports.invoice(store.engine, tenant, month) if json else None
+        text = orjson.dumps(inv, option=orjson.OPT_INDENT_2).decode() + "\n" if json \
+            else reports.invoice_csv(store.engine, tenant, month)
     except ManxueError as exc:
         raise _fail(exc) from None
     if output is None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from manxue.accounting.counters import Limits
 from manxue.accounting.money import text as money_text
@@ -19,6 +21,11 @@ from manxue.store.tables import api_keys, credits, ledger, tenants
 
 KEY_PREFIX = "sk-mx-"
 _SHOWN_PREFIX_LEN = 12
+# The most one key may hold or be given: 1e18 nano-units, so a key's credits and spending stay
+# inside a signed 64-bit SQL integer.
+MAX_AMOUNT = Decimal(1_000_000_000)
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_NAME_LEN = 200
 
 
 def hash_key(plaintext: str) -> str:
@@ -92,21 +99,64 @@ SETTABLE = frozenset({"name", "price_list", "models", "rpm", "tpm", "max_concurr
                       "expires_at", "daily_budget", "monthly_budget"})
 
 
+def check_amount(value: Any, label: str, *, positive: bool = False) -> Decimal:
+    """An amount of money a key can hold: a finite Decimal, at least 0 (above 0 when
+    `positive`), at most `MAX_AMOUNT`, with no digits below the nano-unit (1e-9)."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise InvalidParameters(f"{label} must be a number", param=label)
+    if value < 0 or (positive and value == 0):
+        raise InvalidParameters(f"{label} must be {'above' if positive else 'at least'} 0", param=label)
+    if value > MAX_AMOUNT:
+        raise InvalidParameters(f"{label} must be at most {MAX_AMOUNT:,}", param=label)
+    if value != value.quantize(Decimal("1e-9")):
+        raise InvalidParameters(f"{label} has digits below 1e-9, the smallest unit kept", param=label)
+    return value
+
+
+def check_currency(value: Any) -> str:
+    """An ISO 4217-style code, upper-cased: three letters."""
+    code = value.upper() if isinstance(value, str) else None
+    if code is None or not _CURRENCY.fullmatch(code):
+        raise InvalidParameters(f"currency must be a three-letter code such as USD or CNY, not {value!r}",
+                                param="currency")
+    return code
+
+
 def _check(fields: dict[str, Any]) -> None:
-    """Refuse limits a key cannot have (for create and update alike)."""
+    """Refuse settings a key cannot have (for create and update alike); an expiry is turned
+    to UTC in place (SQLite keeps no zone)."""
+    name = fields.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > _NAME_LEN):
+        raise InvalidParameters(f"name must be text of at most {_NAME_LEN} characters", param="name")
+    models = fields.get("models")
+    if models is not None and (not isinstance(models, list | tuple)
+                               or not all(isinstance(m, str) and m for m in models)):
+        raise InvalidParameters("models must be a list of model names", param="models")
     if fields.get("privacy") not in (None, "local"):
         raise InvalidParameters("privacy must be 'local' or unset", param="privacy")
+    price_list = fields.get("price_list")
+    if price_list is not None and not isinstance(price_list, str):
+        raise InvalidParameters("price_list must be a price list id", param="price_list")
     for label in ("rpm", "tpm", "max_concurrency"):
         value = fields.get(label)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise InvalidParameters(f"{label} must be a whole number of at least 1", param=label)
     for label in ("daily_budget", "monthly_budget"):
-        value = fields.get(label)
-        if value is not None and (not isinstance(value, Decimal) or not value.is_finite() or value < 0):
-            raise InvalidParameters(f"{label} must be an amount of at least 0", param=label)
+        if fields.get(label) is not None:
+            check_amount(fields[label], label)
     expires = fields.get("expires_at")
-    if expires is not None and (not isinstance(expires, datetime) or expires.tzinfo is None):
-        raise InvalidParameters("expires_at must be a time with a zone", param="expires_at")
+    if expires is not None:
+        if not isinstance(expires, datetime) or expires.utcoffset() is None:
+            raise InvalidParameters("expires_at must be a time with a zone", param="expires_at")
+        fields["expires_at"] = expires.astimezone(UTC)
+
+
+def _same_currency(currency: str, pricing: tuple[str, str] | None) -> None:
+    if pricing is not None and pricing[1] != currency:
+        raise InvalidParameters(
+            f"price list {pricing[0]!r} is in {pricing[1]}, the key in {currency}; use a key "
+            f"in {pricing[1]} or a list in {currency} (`manxue prices` lists them)",
+            param="price_list", code="currency_mismatch")
 
 
 def _aware(dt: datetime | None) -> datetime | None:
@@ -127,6 +177,19 @@ def _record(row: Any, credit_sum: int) -> KeyRecord:
         credits_nano=credit_sum, tenant_price_list=row.tenant_price_list)
 
 
+def _tenant_id(c: Connection, name: str, create: bool) -> str:
+    found = c.execute(select(tenants.c.id).where(tenants.c.name == name)).scalar()
+    if found is not None:
+        return str(found)
+    if not create:
+        raise InvalidParameters(f"no tenant named {name!r}", param="tenant")
+    if not name or len(name) > _NAME_LEN:
+        raise InvalidParameters(f"a tenant's name must be 1 to {_NAME_LEN} characters", param="tenant")
+    tid = _id("ten")
+    c.execute(insert(tenants).values(id=tid, name=name, created_at=_now()))
+    return tid
+
+
 class KeyStore:
     """Create, list, change and top up keys. Synchronous: call from a thread when serving."""
 
@@ -136,14 +199,21 @@ class KeyStore:
     # ---- tenants ------------------------------------------------------------------------------
     def tenant_id(self, name: str, create: bool = True) -> str:
         with self.engine.begin() as c:
-            found = c.execute(select(tenants.c.id).where(tenants.c.name == name)).scalar()
-            if found is not None:
-                return str(found)
-            if not create:
-                raise InvalidParameters(f"no tenant named {name!r}", param="tenant")
-            tid = _id("ten")
-            c.execute(insert(tenants).values(id=tid, name=name, created_at=_now()))
-            return tid
+            return _tenant_id(c, name, create)
+
+    def tenant_price_list(self, name: str) -> str | None:
+        """The tenant's own price list (None: it has none, or there is no such tenant yet)."""
+        with self.engine.connect() as c:
+            found = c.execute(select(tenants.c.price_list).where(tenants.c.name == name)).scalar()
+        return None if found is None else str(found)
+
+    def pricing_for(self, lists: Mapping[str, Any], tenant: str, price_list: str | None,
+                    default_list: str | None) -> tuple[str, str] | None:
+        """The id and currency of the list that will price a new key of `tenant` naming
+        `price_list` (None when no list prices it). `lists` maps ids to price lists."""
+        ref = price_list or self.tenant_price_list(tenant) or default_list
+        pl = lists.get(ref) if ref is not None else None
+        return None if pl is None or ref is None else (ref, str(pl.currency))
 
     def tenants(self) -> list[dict[str, Any]]:
         """Every tenant with its price list and number of keys."""
@@ -157,11 +227,21 @@ class KeyStore:
                      "created_at": _aware(r.created_at).isoformat(),  # type: ignore[union-attr]
                      "keys": int(r.keys)} for r in c.execute(q)]
 
-    def set_tenant_price_list(self, name: str, price_list: str | None) -> dict[str, Any]:
+    def set_tenant_price_list(self, name: str, price_list: str | None,
+                              list_currency: str | None = None) -> dict[str, Any]:
         """Give a tenant its own price list (None: the gateway's default) for those of its keys
         that name none; the keys count as changed, so running gateways see it at their next
-        key refresh."""
+        key refresh. Refused when such a key is in another currency than the list's
+        (`list_currency`, when the caller knows it)."""
         tid = self.tenant_id(name, create=False)
+        if price_list is not None and list_currency is not None:
+            others = [r.id for r in self.all(name) if r.price_list is None and r.currency != list_currency]
+            if others:
+                raise InvalidParameters(
+                    f"price list {price_list!r} is in {list_currency}, but key(s) {', '.join(others)} "
+                    f"of {name!r} use the tenant's list and are billed in another currency; give "
+                    "them a list of their own first (`manxue keys set KEY --price-list ID`)",
+                    param="price_list", code="currency_mismatch")
         with self.engine.begin() as c:
             c.execute(update(tenants).where(tenants.c.id == tid).values(price_list=price_list))
             c.execute(update(api_keys).where(api_keys.c.tenant_id == tid).values(updated_at=_now()))
@@ -169,34 +249,48 @@ class KeyStore:
 
     # ---- keys ---------------------------------------------------------------------------------
     def create(self, tenant: str, *, name: str | None = None, balance: Decimal | None = None,
-               currency: str = "USD", price_list: str | None = None,
+               currency: str | None = None, price_list: str | None = None,
                models: list[str] | None = None, rpm: int | None = None, tpm: int | None = None,
                max_concurrency: int | None = None, privacy: str | None = None,
                expires_at: datetime | None = None, daily_budget: Decimal | None = None,
-               monthly_budget: Decimal | None = None) -> tuple[KeyRecord, str]:
-        """Create a key; return its record and the secret (the only time it is available)."""
-        _check({"privacy": privacy, "rpm": rpm, "tpm": tpm, "max_concurrency": max_concurrency,
-                "daily_budget": daily_budget, "monthly_budget": monthly_budget})
-        if balance is not None and balance < 0:
-            raise InvalidParameters("balance must not be negative", param="balance")
-        tid = self.tenant_id(tenant)
+               monthly_budget: Decimal | None = None,
+               pricing: tuple[str, str] | None = None) -> tuple[KeyRecord, str]:
+        """Create a key; return its record and the secret (the only time it is available).
+        `pricing` is the id and currency of the list that will price the key (its own, its
+        tenant's or the gateway's default; the caller knows the lists): the key's currency
+        defaults to that list's and must match it; with neither, the key is in USD.
+        Everything is checked before anything is written; a new tenant and its first key are
+        written together."""
+        fields: dict[str, Any] = {
+            "name": name, "models": models, "privacy": privacy, "price_list": price_list, "rpm": rpm,
+            "tpm": tpm, "max_concurrency": max_concurrency, "expires_at": expires_at,
+            "daily_budget": daily_budget, "monthly_budget": monthly_budget}
+        _check(fields)
+        expires_at = fields["expires_at"]
+        if not isinstance(tenant, str) or not tenant:
+            raise InvalidParameters("a key needs a tenant", param="tenant")
+        if balance is not None:
+            check_amount(balance, "balance")
+        currency = check_currency(currency or (pricing[1] if pricing else "USD"))
+        _same_currency(currency, pricing)
         secret = new_secret()
         kid = _id("key")
         now = _now()
         with self.engine.begin() as c:
+            tid = _tenant_id(c, tenant, True)
             c.execute(insert(api_keys).values(
                 id=kid, tenant_id=tid, name=name, prefix=secret[:_SHOWN_PREFIX_LEN],
                 key_hash=hash_key(secret), created_at=now, updated_at=now,
                 expires_at=expires_at, disabled=False,
                 models=",".join(models) if models else None, rpm=rpm, tpm=tpm,
                 max_concurrency=max_concurrency, privacy=privacy, price_list=price_list,
-                currency=currency.upper(), prepaid=balance is not None,
+                currency=currency, prepaid=balance is not None,
                 daily_budget_nano=to_nano(daily_budget) if daily_budget is not None else None,
                 monthly_budget_nano=to_nano(monthly_budget) if monthly_budget is not None else None,
             ))
             if balance:
                 c.execute(insert(credits).values(key_id=kid, amount_nano=to_nano(balance),
-                                                 currency=currency.upper(), at=now,
+                                                 currency=currency, at=now,
                                                  note="opening balance"))
         return self.get(kid), secret
 
@@ -238,13 +332,15 @@ class KeyStore:
             raise InvalidParameters(f"{ref!r} matches several keys; give the key id", param="key")
         return _record(rows[0], int(rows[0].credit_total))
 
-    def update(self, ref: str, changes: dict[str, Any]) -> KeyRecord:
+    def update(self, ref: str, changes: dict[str, Any], list_currency: str | None = None) -> KeyRecord:
         """Change a key's settings: each of `SETTABLE` given is set, None clearing it (no
-        limit, no allow-list, no expiry, the tenant's or default price list)."""
+        limit, no allow-list, no expiry, the tenant's or default price list). A price list
+        given must be in the key's currency (`list_currency`, when the caller knows it)."""
         unknown = set(changes) - SETTABLE
         if unknown:
             raise InvalidParameters(f"cannot change {', '.join(sorted(unknown))}; settable: "
                                     f"{', '.join(sorted(SETTABLE))}", param=sorted(unknown)[0])
+        changes = dict(changes)
         _check(changes)
         values: dict[str, Any] = {}
         for name, value in changes.items():
@@ -254,10 +350,12 @@ class KeyStore:
                 values[f"{name}_nano"] = to_nano(value) if value is not None else None
             else:
                 values[name] = value
-        kid = self.get(ref).id
+        rec = self.get(ref)
+        if changes.get("price_list") is not None:
+            _same_currency(rec.currency, (changes["price_list"], list_currency) if list_currency else None)
         with self.engine.begin() as c:
-            c.execute(update(api_keys).where(api_keys.c.id == kid).values(**values, updated_at=_now()))
-        return self.get(kid)
+            c.execute(update(api_keys).where(api_keys.c.id == rec.id).values(**values, updated_at=_now()))
+        return self.get(rec.id)
 
     def set_disabled(self, ref: str, disabled: bool = True) -> KeyRecord:
         kid = self.get(ref).id
@@ -276,9 +374,13 @@ class KeyStore:
         return self.get(kid), secret
 
     def topup(self, ref: str, amount: Decimal, note: str | None = None) -> KeyRecord:
-        if amount <= 0:
-            raise InvalidParameters("a top-up must be a positive amount", param="amount")
+        check_amount(amount, "amount", positive=True)
+        if note is not None and not isinstance(note, str):
+            raise InvalidParameters("note must be text", param="note")
         rec = self.get(ref)
+        if rec.credits_nano + to_nano(amount) > to_nano(MAX_AMOUNT):
+            raise InvalidParameters(f"a key may hold at most {MAX_AMOUNT:,} {rec.currency} in credits",
+                                    param="amount")
         now = _now()
         with self.engine.begin() as c:
             c.execute(insert(credits).values(key_id=rec.id, amount_nano=to_nano(amount),

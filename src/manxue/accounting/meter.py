@@ -309,6 +309,10 @@ class Meter:
                     f"model '{model}' has no price for this key's price list; ask your provider",
                     code="model_not_priced", param="model")
             reserve = 0
+        elif prices.currency != key.currency:  # the list changed under the key, or the tenant's
+            raise PermissionDenied(
+                f"this API key is billed in {key.currency}, but its price list '{list_id}' is in "
+                f"{prices.currency}; ask your provider", code="currency_mismatch", param="model")
         else:
             # The most this request can cost: a BPE token is at least one byte of the request
             # body, so the body's size bounds the prompt (the chat template's own tokens aside).

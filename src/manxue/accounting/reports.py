@@ -15,7 +15,7 @@ from sqlalchemy import Date, Engine, String, cast, func, select
 from manxue.accounting import fixed_costs as fc
 from manxue.accounting.fixed_costs import FixedCost
 from manxue.accounting.money import text as money_text
-from manxue.errors import InvalidParameters
+from manxue.errors import InvalidParameters, ModelNotFound
 from manxue.store.tables import api_keys, ledger, tenants
 
 DIMENSIONS = ("tenant", "key", "model", "deployment", "day")
@@ -31,10 +31,11 @@ def _filters(q: Any, tenant: str | None, key: str | None, since: datetime | None
         q = q.where(tenants.c.name == tenant)
     if key is not None:
         q = q.where((ledger.c.key_id == key) | (api_keys.c.prefix == key))
+    # SQLite compares stored times as text, all in UTC: a bound in another zone is moved to UTC
     if since is not None:
-        q = q.where(ledger.c.at >= since)
+        q = q.where(ledger.c.at >= (since.astimezone(UTC) if since.tzinfo else since))
     if until is not None:
-        q = q.where(ledger.c.at < until)
+        q = q.where(ledger.c.at < (until.astimezone(UTC) if until.tzinfo else until))
     return q
 
 
@@ -162,8 +163,13 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def invoice_csv(engine: Engine, tenant: str, month: str) -> str:
-    """One line per key and model with tokens and amounts, then a total per currency."""
+_INVOICE_COLUMNS = ("key", "model", "requests", "input_cache_hit_tokens", "input_cache_miss_tokens",
+                    "output_tokens", "of_which_reasoning_tokens", "amount", "currency")
+
+
+def invoice(engine: Engine, tenant: str, month: str) -> dict[str, Any]:
+    """One tenant's month: a line per key and model with tokens and amount, and a total per
+    currency. An unknown tenant is refused (404), not invoiced as empty."""
     start, end = month_bounds(month)
     q = _joined(
         api_keys.c.prefix, ledger.c.model, ledger.c.currency,
@@ -177,20 +183,32 @@ def invoice_csv(engine: Engine, tenant: str, month: str) -> str:
     q = (_filters(q, tenant, None, start, end)
          .group_by(api_keys.c.prefix, ledger.c.model, ledger.c.currency)
          .order_by(api_keys.c.prefix, ledger.c.model))
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["tenant", "month", "key", "model", "requests", "input_cache_hit_tokens",
-                "input_cache_miss_tokens", "output_tokens", "of_which_reasoning_tokens",
-                "amount", "currency"])
+    lines: list[dict[str, Any]] = []
     totals: dict[str, int] = {}
     with engine.connect() as c:
+        if c.execute(select(tenants.c.id).where(tenants.c.name == tenant)).first() is None:
+            raise ModelNotFound(f"no tenant named {tenant!r} (`manxue tenants list` shows them)",
+                                code="tenant_not_found", param="tenant")
         for r in c.execute(q):
             amount = int(r.cost_nano or 0)
             cur = r.currency or ""
             totals[cur] = totals.get(cur, 0) + amount
-            w.writerow([tenant, month, r.prefix or "", r.model, int(r.requests), int(r.hit or 0),
-                        int(r.miss or 0), int(r.out or 0), int(r.reasoning or 0),
-                        money_text(amount), cur])
-    for cur, total in sorted(totals.items()):
-        w.writerow([tenant, month, "TOTAL", "", "", "", "", "", "", money_text(total), cur])
+            lines.append(dict(zip(_INVOICE_COLUMNS, (
+                r.prefix or "", r.model, int(r.requests), int(r.hit or 0), int(r.miss or 0),
+                int(r.out or 0), int(r.reasoning or 0), money_text(amount), cur), strict=True)))
+    return {"tenant": tenant, "month": month, "lines": lines,
+            "totals": [{"currency": cur, "amount": money_text(total)}
+                       for cur, total in sorted(totals.items())]}
+
+
+def invoice_csv(engine: Engine, tenant: str, month: str) -> str:
+    """`invoice` as CSV: its lines, then a TOTAL line per currency."""
+    inv = invoice(engine, tenant, month)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["tenant", "month", *_INVOICE_COLUMNS])
+    for line in inv["lines"]:
+        w.writerow([tenant, month, *line.values()])
+    for t in inv["totals"]:
+        w.writerow([tenant, month, "TOTAL", "", "", "", "", "", "", t["amount"], t["currency"]])
     return buf.getvalue()

@@ -23,7 +23,7 @@ from aiohttp import web
 from manxue.accounting import reports
 from manxue.accounting.fixed_costs import fixed_costs
 from manxue.accounting.meter import Meter
-from manxue.errors import InvalidParameters, InvalidRequest, ServiceUnavailable
+from manxue.errors import InvalidParameters, InvalidRequest, ModelNotFound, ServiceUnavailable
 from manxue.server.routes.admin_deployments import check_admin
 from manxue.server.state import state_of
 
@@ -66,11 +66,15 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _check_price_list(meter: Meter, ref: Any) -> None:
-    """A price list named in a body must be one the gateway knows (None: not named)."""
-    if ref is not None and (not isinstance(ref, str) or ref not in meter.prices.lists):
+def _check_price_list(meter: Meter, ref: Any) -> str | None:
+    """The currency of a price list named in a body, which must be one the gateway knows
+    (None: not named)."""
+    if ref is None:
+        return None
+    if not isinstance(ref, str) or ref not in meter.prices.lists:
         raise InvalidParameters(f"unknown price list {ref!r}; `manxue prices` lists the ids",
                                 param="price_list")
+    return meter.prices.lists[ref].currency
 
 
 def _decimal(value: Any, name: str) -> Decimal | None:
@@ -96,7 +100,8 @@ def query_time(value: Any, name: str) -> datetime | None:
         dt = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidParameters(f"{name} must be ISO 8601", param=name) from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    # SQLite keeps no zone: every time manxue stores or compares is in UTC
+    return dt.astimezone(UTC) if dt.utcoffset() is not None else dt.replace(tzinfo=UTC)
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -128,13 +133,16 @@ async def create_key(request: web.Request) -> web.Response:
     _check_price_list(meter, b.get("price_list"))
 
     def create() -> Any:
+        pricing = meter.store.pricing_for(meter.prices.lists, tenant, b.get("price_list"),
+                                          meter.settings.billing.default_price_list)
         return meter.store.create(
             tenant, name=b.get("name"), balance=_decimal(b.get("balance"), "balance"),
-            currency=str(b.get("currency") or "USD"), price_list=b.get("price_list"), models=models,
+            currency=b.get("currency"), price_list=b.get("price_list"), models=models,
             rpm=b.get("rpm"), tpm=b.get("tpm"), max_concurrency=b.get("max_concurrency"),
             privacy=b.get("privacy"), expires_at=query_time(b.get("expires_at"), "expires_at"),
             daily_budget=_decimal(b.get("daily_budget"), "daily_budget"),
-            monthly_budget=_decimal(b.get("monthly_budget"), "monthly_budget"))
+            monthly_budget=_decimal(b.get("monthly_budget"), "monthly_budget"),
+            pricing=pricing)
 
     rec, secret = await asyncio.to_thread(create)
     await asyncio.to_thread(meter.keys.load)
@@ -156,10 +164,10 @@ async def update_key(request: web.Request) -> web.Response:
             changes[f] = _decimal(changes[f], f)
     if changes.get("expires_at") is not None:
         changes["expires_at"] = query_time(changes["expires_at"], "expires_at")
-    _check_price_list(meter, changes.get("price_list"))
+    list_currency = _check_price_list(meter, changes.get("price_list"))
     if not changes:
         raise InvalidRequest("nothing to change: give the fields to set (null clears one)")
-    rec = await asyncio.to_thread(meter.store.update, request.match_info["ref"], changes)
+    rec = await asyncio.to_thread(meter.store.update, request.match_info["ref"], changes, list_currency)
     await asyncio.to_thread(meter.keys.load)
     return _json(rec.public(await asyncio.to_thread(lambda: meter.store.spent().get(rec.id, 0))))
 
@@ -180,8 +188,8 @@ async def change_key(request: web.Request) -> web.Response:
             raise InvalidRequest("'amount' is required", param="amount")
         rec = await asyncio.to_thread(store.topup, ref, amount, b.get("note"))
     else:
-        raise InvalidRequest(f"unknown action {action!r}: disable, enable, rotate or topup",
-                             code="not_found")
+        raise ModelNotFound(f"unknown action {action!r}: disable, enable, rotate or topup",
+                            code="not_found")
     await asyncio.to_thread(meter.keys.load)
     data = rec.public(await asyncio.to_thread(lambda: store.spent().get(rec.id, 0)))
     if secret:
@@ -202,8 +210,9 @@ async def change_tenant(request: web.Request) -> web.Response:
         raise InvalidParameters("give {\"price_list\": \"ID\"} (or null for the gateway's default)",
                                 param="price_list")
     ref = b["price_list"]
-    _check_price_list(meter, ref)
-    row = await asyncio.to_thread(meter.store.set_tenant_price_list, request.match_info["name"], ref)
+    list_currency = _check_price_list(meter, ref)
+    row = await asyncio.to_thread(meter.store.set_tenant_price_list, request.match_info["name"], ref,
+                                  list_currency)
     await asyncio.to_thread(meter.keys.load)
     return _json(row)
 
@@ -234,7 +243,12 @@ async def invoice(request: web.Request) -> web.Response:
     tenant, month = request.query.get("tenant"), request.query.get("month")
     if not tenant or not month:
         raise InvalidRequest("give ?tenant=NAME&month=YYYY-MM")
+    fmt = request.query.get("format", "csv")
+    if fmt not in ("csv", "json"):
+        raise InvalidParameters("format must be csv or json", param="format")
     await meter.writer.flush()
+    if fmt == "json":
+        return _json(await asyncio.to_thread(reports.invoice, meter.store.engine, tenant, month))
     text = await asyncio.to_thread(reports.invoice_csv, meter.store.engine, tenant, month)
     return web.Response(text=text, content_type="text/csv", headers={
         "Content-Disposition": f'attachment; filename="invoice-{tenant}-{month}.csv"'})

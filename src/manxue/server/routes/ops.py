@@ -53,8 +53,14 @@ async def models(request: web.Request) -> web.Response:
 async def model(request: web.Request) -> web.Response:
     st = state_of(request)
     name = request.match_info["model"]
-    if name not in st.router.models():
-        raise ModelNotFound(f"model '{name}' is not served here", param="model")
+    key = None
+    if st.meter is not None:
+        key = st.meter.authenticate(request.headers.get("Authorization"),
+                                    request.headers.get("x-api-key"), request.remote)
+    if name not in st.router.models() or (key is not None and key.models is not None
+                                          and name not in key.models):
+        raise ModelNotFound(f"model '{name}' is not served here; GET /v1/models lists the models",
+                            param="model")
     return web.Response(body=orjson.dumps(_model_card(name)), content_type="application/json")
 
 
