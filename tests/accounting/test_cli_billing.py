@@ -12,6 +12,7 @@ from manxue.accounting.ledger import insert_rows
 from manxue.cli import app
 from manxue.settings import load_settings
 from manxue.store.db import open_engine
+from tests.accounting.rows import ledger_row
 
 runner = CliRunner()
 
@@ -49,15 +50,9 @@ def test_keys_create_json_contract(cfg):
 def test_usage_json_and_filters(cfg):
     out = json.loads(run("keys", "create", "--tenant", "acme", "--json", "--config", cfg))
     engine = open_engine(load_settings(cfg).resolved_database_url())
-    base = {"tenant_id": out["tenant_id"], "key_id": out["id"], "model": "m", "deployment": "d",
-            "stream": False, "status": "ok", "prompt_tokens": 10, "cache_hit_tokens": 4,
-            "cache_miss_tokens": 6, "completion_tokens": 3, "reasoning_tokens": 0,
-            "usage_source": "upstream", "price_list": "x", "currency": "USD", "price_hit": "1",
-            "price_miss": "2", "price_output": "3", "cost_nano": 25_000, "upstream_cost_nano": 5_000,
-            "latency_ms": 3, "ttft_ms": 1, "attempts": 1, "error": None}
-    insert_rows(engine, [
-        {**base, "request_id": "old", "at": datetime(2026, 10, 5, tzinfo=UTC).isoformat()},
-        {**base, "request_id": "new", "at": datetime(2026, 11, 5, tzinfo=UTC).isoformat()}])
+    ids = (out["tenant_id"], out["id"])
+    insert_rows(engine, [ledger_row("old", datetime(2026, 10, 5, tzinfo=UTC), *ids),
+                         ledger_row("new", datetime(2026, 11, 5, tzinfo=UTC), *ids)])
     rows = json.loads(run("usage", "--tenant", "acme", "--since", "2026-11-01", "--json", "--config", cfg))
     assert [r["request_id"] for r in rows] == ["new"]
     assert rows[0]["cost"] == "0.000025" and rows[0]["cache_hit_tokens"] == 4

@@ -16,6 +16,7 @@ from manxue.server.state import STATE_KEY
 from manxue.settings import load_settings
 from manxue.store.db import open_engine
 from manxue.store.tables import tenants
+from tests.accounting.rows import ledger_row
 
 runner = CliRunner()
 EAST8 = timezone(timedelta(hours=8))
@@ -56,15 +57,9 @@ def test_an_expiry_with_an_offset_is_the_instant_it_names(billing):
 def test_usage_since_with_an_offset(cfg):
     out = json.loads(cli("keys", "create", "--tenant", "acme", "--json", "--config", cfg))
     engine = open_engine(load_settings(cfg).resolved_database_url())
-    base = {"tenant_id": out["tenant_id"], "key_id": out["id"], "model": "m", "deployment": "d",
-            "stream": False, "status": "ok", "prompt_tokens": 1, "cache_hit_tokens": 0,
-            "cache_miss_tokens": 1, "completion_tokens": 1, "reasoning_tokens": 0,
-            "usage_source": "upstream", "price_list": "x", "currency": "USD", "price_hit": "1",
-            "price_miss": "1", "price_output": "1", "cost_nano": 2_000, "upstream_cost_nano": 0,
-            "latency_ms": 1, "ttft_ms": 1, "attempts": 1, "error": None}
-    insert_rows(engine, [
-        {**base, "request_id": "a", "at": datetime(2026, 11, 5, 12, 0, tzinfo=UTC).isoformat()},
-        {**base, "request_id": "b", "at": datetime(2026, 11, 5, 13, 0, tzinfo=UTC).isoformat()}])
+    ids = (out["tenant_id"], out["id"])
+    insert_rows(engine, [ledger_row("a", datetime(2026, 11, 5, 12, 0, tzinfo=UTC), *ids),
+                         ledger_row("b", datetime(2026, 11, 5, 13, 0, tzinfo=UTC), *ids)])
     # 20:30 at +08:00 is 12:30 UTC: only "b" is after it, "a" only before 21:30 +08:00
     rows = json.loads(cli("usage", "--since", "2026-11-05T20:30:00+08:00", "--json", "--config", cfg))
     assert [r["request_id"] for r in rows] == ["b"]
