@@ -83,3 +83,52 @@ def test_one_balance_across_two_processes(two_gateways, upstream):
 
     codes = asyncio.run(burst())
     assert codes.count(200) == 6 and codes.count(402) == 34
+
+
+def _post(url: str, key: str, **body: object) -> httpx.Response:
+    return httpx.post(url, headers={"Authorization": f"Bearer {key}"}, timeout=30, json={
+        "model": "deepseek-chat", "messages": [{"role": "user", "content": "hello there"}], **body})
+
+
+def test_one_concurrency_limit_across_two_processes(two_gateways, upstream):
+    cfg, urls = two_gateways
+    key = _key(cfg, "--max-concurrency", "3")
+    upstream.emu.default = Behavior(first_byte_delay=1.0)
+    import time
+
+    time.sleep(0.5)
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as c:
+            rs = await asyncio.gather(*[c.post(
+                urls[i % 2], headers={"Authorization": f"Bearer {key}"},
+                json={"model": "deepseek-chat", "messages": [{"role": "user", "content": "x"}]})
+                for i in range(10)])
+        return [r.status_code for r in rs]
+
+    codes = asyncio.run(burst())
+    assert codes.count(200) == 3 and codes.count(429) == 7
+    # the slots came back: the next requests are served again, on either process
+    upstream.emu.default = Behavior()
+    assert [_post(u, key).status_code for u in urls] == [200, 200]
+
+
+def test_one_tpm_limit_and_one_budget_across_two_processes(two_gateways):
+    cfg, urls = two_gateways
+    tkey = _key(cfg, "--tpm", "12")
+    budgeted = json.loads(cli("keys", "create", "--tenant", "acme", "--daily-budget", "0.00005",
+                              "--json", "--config", str(cfg)).stdout)
+    bkey = budgeted["key"]
+    import time
+
+    time.sleep(0.5)
+    # each answer uses 10 tokens: the first takes 10 of 12, the second is admitted on the 2
+    # left (the bucket goes below zero), the third is refused, whichever process it reaches
+    assert [_post(urls[i % 2], tkey).status_code for i in range(3)] == [200, 200, 429]
+    codes = [_post(urls[i % 2], bkey, max_tokens=5).status_code for i in range(20)]
+    served = codes.count(200)
+    assert served >= 2 and codes[served:] == [429] * (20 - served)
+    time.sleep(1.5)  # both processes flush their ledger rows
+    rows = json.loads(cli("usage", "--json", "--config", str(cfg)).stdout)
+    spent = [Decimal(r["cost"]) for r in rows if r["key_id"] == budgeted["id"]]
+    assert len(spent) == served and sum(spent) <= Decimal("0.00005")

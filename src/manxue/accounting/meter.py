@@ -304,7 +304,9 @@ class Meter:
         if prices is _UNSEEN:
             prices = self.prices.lookup_at(list_id, model, now)
         if prices is None:
-            if key.prepaid:
+            # A key with no list at all (its own, its tenant's, the default) is metered in
+            # tokens only; one with a list is never served a model the list does not price.
+            if key.prepaid or list_id is not None:
                 raise PermissionDenied(
                     f"model '{model}' has no price for this key's price list; ask your provider",
                     code="model_not_priced", param="model")

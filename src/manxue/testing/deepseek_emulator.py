@@ -37,6 +37,7 @@ class Behavior:
     cache_hit_tokens: int = 0
     usage: bool = True
     usage_padding: int = 0  # added to prompt_tokens (an inflating upstream)
+    openai_usage: bool = False  # cache hits only as prompt_tokens_details (no prompt_cache_*)
 
 
 @dataclass
@@ -115,15 +116,17 @@ class DeepSeekEmulator:
         words = sum(len(str(m.get("content") or "").split()) + 4 for m in body.get("messages", []))
         prompt = words + b.usage_padding
         hit = min(b.cache_hit_tokens, prompt)
-        return {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": hit},
-            "prompt_cache_hit_tokens": hit,
-            "prompt_cache_miss_tokens": prompt - hit,
             "completion_tokens_details": {"reasoning_tokens": reasoning},
         }
+        if not b.openai_usage:
+            usage["prompt_cache_hit_tokens"] = hit
+            usage["prompt_cache_miss_tokens"] = prompt - hit
+        return usage
 
     def _id(self) -> str:
         return f"chatcmpl-emu{next(self._ids)}"
