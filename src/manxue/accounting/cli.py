@@ -84,6 +84,14 @@ def _pricing(config: Path | None, store: KeyStore, tenant: str,
     return store.pricing_for(lists, tenant, price_list, settings.billing.default_price_list)
 
 
+def _whole(table: Table) -> Table:
+    """Wrap a cell that does not fit the terminal instead of cutting it short: ids and amounts
+    must be read whole."""
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
+
+
 def _fail(exc: ManxueError) -> typer.Exit:
     err.print(f"[red]error:[/red] {exc.message}")
     return typer.Exit(1)
@@ -169,7 +177,7 @@ def list_keys(
     if json:
         _emit_json(rows)
         return
-    t = Table("id", "prefix", "tenant", "status", "balance", "spent", "limits", "models")
+    t = _whole(Table("id", "prefix", "tenant", "status", "balance", "spent", "limits", "models"))
     for r in rows:
         limits = " ".join(f"{k}={r[k]}" for k in ("rpm", "tpm", "max_concurrency") if r[k])
         status = "disabled" if r["disabled"] else "active"
@@ -298,7 +306,7 @@ def list_tenants(config: ConfigOpt = None, json: JsonOpt = False) -> None:
     if json:
         _emit_json(rows)
         return
-    t = Table("tenant", "price list", "keys", "created")
+    t = _whole(Table("tenant", "price list", "keys", "created"))
     for r in rows:
         t.add_row(r["name"], r["price_list"] or "[dim](the default)[/dim]", str(r["keys"]),
                   r["created_at"][:10])
@@ -367,7 +375,7 @@ def usage(
     t = Table(box=None, pad_edge=False, header_style="bold")
     for c in cols:
         text = c in (by, "at", "tenant", "model", "deployment", "status", "currency")
-        t.add_column(_HEADERS.get(c, c), justify="left" if text else "right")
+        t.add_column(_HEADERS.get(c, c), justify="left" if text else "right", overflow="fold")
     for row in data:
         t.add_row(*[_cell(c, row.get(c, "")) for c in cols])
     out.print(t)
