@@ -180,3 +180,15 @@ def test_a_model_card_needs_a_key_once_keys_exist(billing):
     other = billing.create_key()["key"]
     card = httpx.get(url, headers={"Authorization": f"Bearer {other}"})
     assert card.status_code == 200 and card.json()["id"] == "deepseek-chat"
+
+
+def test_keys_for_one_new_tenant_created_at_once(cfg):
+    from concurrent.futures import ThreadPoolExecutor
+    from decimal import Decimal
+
+    from manxue.accounting.keys import KeyStore
+
+    store = KeyStore(open_engine(load_settings(cfg).resolved_database_url()))
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda _: store.create("rush", balance=Decimal(1))[0], range(8)))
+    assert len({r.id for r in made}) == 8 and len({r.tenant_id for r in made}) == 1

@@ -138,3 +138,22 @@ def test_engine_hours_and_utc_days_on_postgres(pg_url):
     days = {r["day"]: r for r in reports.summary(engine, "day", since=since, until=until, fixed=fixed)}
     assert days["2027-01-01"]["fixed_cost"] == "7.5" and days["2027-01-02"]["fixed_cost"] == "7.5"
     assert days["2027-01-01"]["revenue"] == "4" and days["2027-01-02"]["revenue"] == "3"
+
+
+def test_keys_for_one_new_tenant_created_at_once_on_postgres(pg_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from manxue.accounting.keys import KeyStore
+    from manxue.store.db import open_engine
+
+    store = KeyStore(open_engine(pg_url))
+    with ThreadPoolExecutor(8) as pool:  # each may find no tenant and insert it: one wins
+        made = list(pool.map(lambda _: store.create("rush-tenant", balance=Decimal(1))[0], range(8)))
+    assert len({r.id for r in made}) == 8 and len({r.tenant_id for r in made}) == 1
+    assert sum(t["name"] == "rush-tenant" for t in store.tenants()) == 1
+    # an expiry given at +08:00 is the same instant on PostgreSQL as on SQLite
+    from datetime import timedelta, timezone
+
+    when = datetime(2027, 1, 1, 8, 0, tzinfo=timezone(timedelta(hours=8)))
+    rec = store.update(made[0].id, {"expires_at": when})
+    assert rec.expires_at == when and rec.expires_at.utcoffset() == timedelta(0)

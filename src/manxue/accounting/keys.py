@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from manxue.accounting.counters import Limits
 from manxue.accounting.money import text as money_text
@@ -276,22 +277,28 @@ class KeyStore:
         secret = new_secret()
         kid = _id("key")
         now = _now()
-        with self.engine.begin() as c:
-            tid = _tenant_id(c, tenant, True)
-            c.execute(insert(api_keys).values(
-                id=kid, tenant_id=tid, name=name, prefix=secret[:_SHOWN_PREFIX_LEN],
-                key_hash=hash_key(secret), created_at=now, updated_at=now,
-                expires_at=expires_at, disabled=False,
-                models=",".join(models) if models else None, rpm=rpm, tpm=tpm,
-                max_concurrency=max_concurrency, privacy=privacy, price_list=price_list,
-                currency=currency, prepaid=balance is not None,
-                daily_budget_nano=to_nano(daily_budget) if daily_budget is not None else None,
-                monthly_budget_nano=to_nano(monthly_budget) if monthly_budget is not None else None,
-            ))
-            if balance:
-                c.execute(insert(credits).values(key_id=kid, amount_nano=to_nano(balance),
-                                                 currency=currency, at=now,
-                                                 note="opening balance"))
+        for attempt in (1, 2):  # a second writer may create the same new tenant meanwhile
+            try:
+                with self.engine.begin() as c:
+                    tid = _tenant_id(c, tenant, True)
+                    c.execute(insert(api_keys).values(
+                        id=kid, tenant_id=tid, name=name, prefix=secret[:_SHOWN_PREFIX_LEN],
+                        key_hash=hash_key(secret), created_at=now, updated_at=now,
+                        expires_at=expires_at, disabled=False,
+                        models=",".join(models) if models else None, rpm=rpm, tpm=tpm,
+                        max_concurrency=max_concurrency, privacy=privacy, price_list=price_list,
+                        currency=currency, prepaid=balance is not None,
+                        daily_budget_nano=to_nano(daily_budget) if daily_budget is not None else None,
+                        monthly_budget_nano=to_nano(monthly_budget) if monthly_budget is not None else None,
+                    ))
+                    if balance:
+                        c.execute(insert(credits).values(key_id=kid, amount_nano=to_nano(balance),
+                                                         currency=currency, at=now,
+                                                         note="opening balance"))
+                break
+            except IntegrityError:
+                if attempt == 2:
+                    raise
         return self.get(kid), secret
 
     def _select(self, changed_after: datetime | None = None) -> Any:
