@@ -14,7 +14,8 @@
     └── UpstreamError                status of the upstream (5xx or 4xx it returned)
         └── UpstreamTimeout          504 timeout
 
-Status semantics follow DeepSeek's API (400, 401, 402, 422, 429, 500, 503).
+Status semantics follow DeepSeek's API (400, 401, 402, 422, 429, 500, 503), with 403 for what a
+key may not do, 404 for what does not exist and 413 for a body too large.
 """
 
 from __future__ import annotations
@@ -122,8 +123,6 @@ class ServiceUnavailable(ManxueError):
     status = 503
     type = "service_unavailable"
     code = "server_busy"
-
-
 
 
 class UpstreamError(ManxueError):

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from manxue.accounting.keys import KeyStore
 from manxue.accounting.ledger import insert_rows
 from manxue.cli import app
 from manxue.server.state import STATE_KEY
@@ -89,9 +91,10 @@ def test_a_key_takes_the_currency_of_its_price_list(cfg):
 def test_a_key_in_another_currency_than_its_list_is_refused_not_charged(billing):
     r = billing.admin.post("/admin/keys", json={"tenant": "acme", "balance": "5", "currency": "EUR"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "currency_mismatch"
-    # a key whose list changed under it (here: written without the check) is refused at admission
+    # a key whose list changed under it (here: written by a store that knows no lists) is
+    # refused at admission
     meter = billing.gw.app[STATE_KEY].meter
-    _, secret = meter.store.create("acme", balance=None, currency="EUR")
+    _, secret = KeyStore(meter.store.engine).create("acme", balance=None, currency="EUR")
     meter.keys.load()
     r = billing.chat(secret)
     assert r.status_code == 403 and r.json()["error"]["code"] == "currency_mismatch"
@@ -186,9 +189,62 @@ def test_keys_for_one_new_tenant_created_at_once(cfg):
     from concurrent.futures import ThreadPoolExecutor
     from decimal import Decimal
 
-    from manxue.accounting.keys import KeyStore
-
     store = KeyStore(open_engine(load_settings(cfg).resolved_database_url()))
     with ThreadPoolExecutor(8) as pool:
         made = list(pool.map(lambda _: store.create("rush", balance=Decimal(1))[0], range(8)))
     assert len({r.id for r in made}) == 8 and len({r.tenant_id for r in made}) == 1
+
+
+def test_clearing_a_price_list_is_checked_like_setting_one(billing):
+    cny = "deepseek-2026-08-cny"  # the gateway's default list is in USD
+    key = billing.create_key(tenant="cn", price_list=cny)
+    assert key["currency"] == "CNY"
+    r = billing.admin.patch(f"/admin/keys/{key['id']}", json={"price_list": None})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "currency_mismatch"
+    r = billing.admin.patch("/admin/tenants/cn2", json={"price_list": cny})
+    assert r.status_code in (404, 422)  # no such tenant yet
+    k2 = billing.create_key(tenant="cn2", currency="CNY", price_list=cny)
+    assert billing.admin.patch(f"/admin/keys/{k2['id']}", json={"price_list": None}).status_code == 422
+    assert billing.admin.patch("/admin/tenants/cn2", json={"price_list": cny}).status_code == 200
+    assert billing.admin.patch(f"/admin/keys/{k2['id']}", json={"price_list": None}).status_code == 200
+    r = billing.admin.patch("/admin/tenants/cn2", json={"price_list": None})  # back to the USD default
+    assert r.status_code == 422 and k2["id"] in r.json()["error"]["message"]
+
+
+def test_a_key_without_credits_can_change_currency(billing):
+    post = billing.create_key(tenant="mover")
+    r = billing.admin.patch(f"/admin/keys/{post['id']}", json={"currency": "CNY"})
+    assert r.status_code == 422  # the USD default list would price it
+    r = billing.admin.patch(f"/admin/keys/{post['id']}",
+                            json={"currency": "cny", "price_list": "deepseek-2026-08-cny"})
+    assert r.status_code == 200 and r.json()["currency"] == "CNY"
+    pre = billing.create_key(tenant="mover", balance="1")
+    r = billing.admin.patch(f"/admin/keys/{pre['id']}",
+                            json={"currency": "CNY", "price_list": "deepseek-2026-08-cny"})
+    assert r.status_code == 422 and "credits" in r.json()["error"]["message"]
+    assert billing.admin.patch(f"/admin/keys/{pre['id']}", json={"currency": None}).status_code == 422
+
+
+def test_keys_billed_in_another_currency_are_named_at_start(make_billing, tmp_path, caplog):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old, _ = KeyStore(open_engine(url)).create("legacy", currency="EUR")  # made before the check
+    with caplog.at_level(logging.WARNING):
+        make_billing(database_url=url)
+    [line] = [r.getMessage() for r in caplog.records if "currency_mismatch" in r.getMessage()]
+    assert old.id in line and "EUR" in line and "--price-list" in line
+
+
+def test_the_store_itself_keeps_times_in_utc(cfg):
+    store = KeyStore(open_engine(load_settings(cfg).resolved_database_url()))
+    rec, _ = store.create("z", expires_at=datetime(2027, 1, 1, 8, 0, tzinfo=EAST8))
+    assert rec.expires_at == datetime(2027, 1, 1, 0, 0, tzinfo=UTC)
+    rec = store.update(rec.id, {"expires_at": datetime(2027, 2, 1, 8, 0, tzinfo=EAST8)})
+    assert rec.expires_at == datetime(2027, 2, 1, 0, 0, tzinfo=UTC)
+
+
+def test_a_price_list_needs_a_currency_code():
+    from manxue.errors import InvalidParameters
+    from manxue.pricing.lists import PriceList
+
+    with pytest.raises(InvalidParameters, match="three-letter"):
+        PriceList("euro-list", "EURO", ())

@@ -47,16 +47,22 @@ def _store(config: Path | None) -> KeyStore:
 
 
 def _open(config: Path | None) -> tuple[Settings, KeyStore]:
+    """The config and a key store that knows its price lists (to check keys' currencies)."""
+    from manxue.accounting.prices import PriceBook
+
     try:
         settings = load_settings(config)
-        return settings, KeyStore(open_engine(settings.resolved_database_url()))
+        b = settings.billing
+        return settings, KeyStore(open_engine(settings.resolved_database_url()),
+                                  PriceBook.from_settings(settings).lists, b.default_price_list,
+                                  b.currency)
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
 
 
-def _check_price_list(config: Path | None, list_id: str) -> str:
-    """The currency of a price list the config knows (exit 2 naming the known ones if not)."""
+def _check_price_list(config: Path | None, list_id: str) -> None:
+    """Exit 2, naming the known ones, unless the config knows this price list."""
     from manxue.accounting.prices import PriceBook
 
     try:
@@ -67,21 +73,6 @@ def _check_price_list(config: Path | None, list_id: str) -> str:
     if list_id not in lists:
         err.print(f"[red]error:[/red] unknown price list {list_id!r}; known: {', '.join(sorted(lists))}")
         raise typer.Exit(2)
-    return lists[list_id].currency
-
-
-def _pricing(config: Path | None, store: KeyStore, tenant: str,
-             price_list: str | None) -> tuple[str, str] | None:
-    """The id and currency of the list that will price a new key (see `KeyStore.pricing_for`)."""
-    from manxue.accounting.prices import PriceBook
-
-    try:
-        settings = load_settings(config)
-        lists = PriceBook.from_settings(settings).lists
-    except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    return store.pricing_for(lists, tenant, price_list, settings.billing.default_price_list)
 
 
 def _whole(table: Table) -> Table:
@@ -152,8 +143,7 @@ def create(
             price_list=price_list, models=[m.strip() for m in models.split(",")] if models else None,
             rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, privacy=privacy,
             expires_at=_when(expires, "--expires"), daily_budget=_money(daily_budget, "--daily-budget"),
-            monthly_budget=_money(monthly_budget, "--monthly-budget"),
-            pricing=_pricing(config, store, tenant, price_list))
+            monthly_budget=_money(monthly_budget, "--monthly-budget"))
     except ManxueError as exc:
         raise _fail(exc) from None
     data = {**rec.public(0), "key": secret}
@@ -225,6 +215,8 @@ def set_key(
     expires: ExpiresOpt = None,
     daily_budget: DailyOpt = None,
     monthly_budget: MonthlyOpt = None,
+    currency: Annotated[str | None, typer.Option(
+        help="A new currency (only for a key that holds no credits).")] = None,
     unset: Annotated[list[str] | None, typer.Option(
         "--unset", help="Clear a setting (repeatable): rpm, tpm, max_concurrency, models, "
         "price_list, privacy, expires, daily_budget, monthly_budget, name.")] = None,
@@ -235,7 +227,8 @@ def set_key(
     gateways within the key refresh interval)."""
     changes: dict[str, Any] = {}
     for field, value in (("name", name), ("price_list", price_list), ("rpm", rpm), ("tpm", tpm),
-                         ("max_concurrency", max_concurrency), ("privacy", privacy)):
+                         ("max_concurrency", max_concurrency), ("privacy", privacy),
+                         ("currency", currency)):
         if value is not None:
             changes[field] = value
     if models is not None:
@@ -254,10 +247,11 @@ def set_key(
     if not changes:
         err.print("[red]error:[/red] nothing to change: give a setting (see --help) or --unset")
         raise typer.Exit(2)
-    list_currency = _check_price_list(config, price_list) if price_list is not None else None
+    if price_list is not None:
+        _check_price_list(config, price_list)
     store = _store(config)
     try:
-        rec = store.update(ref, changes, list_currency)
+        rec = store.update(ref, changes)
     except ManxueError as exc:
         raise _fail(exc) from None
     data = rec.public(store.spent().get(rec.id, 0))
@@ -327,9 +321,10 @@ def set_tenant(
     if (price_list is None) == (not clear_price_list):
         err.print("[red]error:[/red] give --price-list ID or --clear-price-list")
         raise typer.Exit(2)
-    list_currency = _check_price_list(config, price_list) if price_list is not None else None
+    if price_list is not None:
+        _check_price_list(config, price_list)
     try:
-        row = _store(config).set_tenant_price_list(tenant, price_list, list_currency)
+        row = _store(config).set_tenant_price_list(tenant, price_list)
     except ManxueError as exc:
         raise _fail(exc) from None
     if json:
@@ -395,7 +390,7 @@ def _cell(column: str, value: Any) -> str:
 def invoice(
     tenant: Annotated[str, typer.Option(help="The tenant to invoice.")],
     month: Annotated[str, typer.Option(help="Month, e.g. 2026-11.")],
-    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write the CSV here.")] = None,
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write the invoice here.")] = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,14 +17,15 @@ from manxue.accounting.counters import Limits
 from manxue.accounting.money import text as money_text
 from manxue.accounting.money import to_nano
 from manxue.errors import InvalidParameters, ModelNotFound
+from manxue.pricing.lists import CURRENCY_CODE
 from manxue.store.tables import api_keys, credits, ledger, tenants
 
 KEY_PREFIX = "sk-mx-"
 _SHOWN_PREFIX_LEN = 12
-# The most one key may hold or be given: 1e18 nano-units, so a key's credits and spending stay
-# inside a signed 64-bit SQL integer.
+# The most one key may hold, and be given at once: 1e18 nano-units, well inside a signed 64-bit
+# SQL integer.
 MAX_AMOUNT = Decimal(1_000_000_000)
-_CURRENCY = re.compile(r"[A-Z]{3}")
+_MAX_CREDITS_NANO = 9 * 10**18  # all top-ups of one key together, inside a signed 64-bit sum
 _NAME_LEN = 200
 
 
@@ -97,7 +97,7 @@ class KeyRecord:
 
 
 SETTABLE = frozenset({"name", "price_list", "models", "rpm", "tpm", "max_concurrency", "privacy",
-                      "expires_at", "daily_budget", "monthly_budget"})
+                      "expires_at", "daily_budget", "monthly_budget", "currency"})
 
 
 def check_amount(value: Any, label: str, *, positive: bool = False) -> Decimal:
@@ -117,7 +117,7 @@ def check_amount(value: Any, label: str, *, positive: bool = False) -> Decimal:
 def check_currency(value: Any) -> str:
     """An ISO 4217-style code, upper-cased: three letters."""
     code = value.upper() if isinstance(value, str) else None
-    if code is None or not _CURRENCY.fullmatch(code):
+    if code is None or not CURRENCY_CODE.fullmatch(code):
         raise InvalidParameters(f"currency must be a three-letter code such as USD or CNY, not {value!r}",
                                 param="currency")
     return code
@@ -161,9 +161,11 @@ def _same_currency(currency: str, pricing: tuple[str, str] | None) -> None:
 
 
 def _aware(dt: datetime | None) -> datetime | None:
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)  # SQLite drops the zone; manxue writes UTC only
-    return dt
+    """A stored time in UTC: SQLite drops the zone (manxue writes UTC only); PostgreSQL
+    answers in the session's time zone."""
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def _record(row: Any, credit_sum: int) -> KeyRecord:
@@ -194,8 +196,33 @@ def _tenant_id(c: Connection, name: str, create: bool) -> str:
 class KeyStore:
     """Create, list, change and top up keys. Synchronous: call from a thread when serving."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, lists: Mapping[str, Any] | None = None,
+                 default_list: str | None = None, default_currency: str = "USD") -> None:
+        """`lists` (price list id → list), `default_list` and `default_currency` are the
+        gateway's (`[billing]`): with them, every change that decides which list prices a key
+        is checked against the key's currency. Without `lists` that check is skipped."""
         self.engine = engine
+        self.lists = lists
+        self.default_list = default_list
+        self.default_currency = default_currency
+
+    def mismatched(self, records: Iterable[KeyRecord]) -> list[tuple[KeyRecord, str, str]]:
+        """The keys billed in another currency than the list that prices them (keys made
+        before currencies were checked, or after a list file changed): (key, list, its
+        currency). Their requests are refused until they are given a list in their currency."""
+        out = []
+        for r in records:
+            pricing = self._pricing(r.price_list, r.tenant_price_list)
+            if pricing is not None and pricing[1] != r.currency:
+                out.append((r, *pricing))
+        return out
+
+    def _pricing(self, own_list: str | None, tenant_list: str | None) -> tuple[str, str] | None:
+        """The id and currency of the list that prices a key with these lists (None: no list,
+        or the lists are not known here)."""
+        ref = own_list or tenant_list or self.default_list
+        pl = self.lists.get(ref) if self.lists is not None and ref is not None else None
+        return None if pl is None or ref is None else (ref, str(pl.currency))
 
     # ---- tenants ------------------------------------------------------------------------------
     def tenant_id(self, name: str, create: bool = True) -> str:
@@ -207,14 +234,6 @@ class KeyStore:
         with self.engine.connect() as c:
             found = c.execute(select(tenants.c.price_list).where(tenants.c.name == name)).scalar()
         return None if found is None else str(found)
-
-    def pricing_for(self, lists: Mapping[str, Any], tenant: str, price_list: str | None,
-                    default_list: str | None) -> tuple[str, str] | None:
-        """The id and currency of the list that will price a new key of `tenant` naming
-        `price_list` (None when no list prices it). `lists` maps ids to price lists."""
-        ref = price_list or self.tenant_price_list(tenant) or default_list
-        pl = lists.get(ref) if ref is not None else None
-        return None if pl is None or ref is None else (ref, str(pl.currency))
 
     def tenants(self) -> list[dict[str, Any]]:
         """Every tenant with its price list and number of keys."""
@@ -228,19 +247,19 @@ class KeyStore:
                      "created_at": _aware(r.created_at).isoformat(),  # type: ignore[union-attr]
                      "keys": int(r.keys)} for r in c.execute(q)]
 
-    def set_tenant_price_list(self, name: str, price_list: str | None,
-                              list_currency: str | None = None) -> dict[str, Any]:
+    def set_tenant_price_list(self, name: str, price_list: str | None) -> dict[str, Any]:
         """Give a tenant its own price list (None: the gateway's default) for those of its keys
         that name none; the keys count as changed, so running gateways see it at their next
-        key refresh. Refused when such a key is in another currency than the list's
-        (`list_currency`, when the caller knows it)."""
+        key refresh. Refused when such a key is in another currency than the list that would
+        price it."""
         tid = self.tenant_id(name, create=False)
-        if price_list is not None and list_currency is not None:
-            others = [r.id for r in self.all(name) if r.price_list is None and r.currency != list_currency]
+        pricing = self._pricing(None, price_list)
+        if pricing is not None:
+            others = [r.id for r in self.all(name) if r.price_list is None and r.currency != pricing[1]]
             if others:
                 raise InvalidParameters(
-                    f"price list {price_list!r} is in {list_currency}, but key(s) {', '.join(others)} "
-                    f"of {name!r} use the tenant's list and are billed in another currency; give "
+                    f"price list {pricing[0]!r} is in {pricing[1]}, but key(s) {', '.join(others)} "
+                    f"of {name!r} would be priced by it and are billed in another currency; give "
                     "them a list of their own first (`manxue keys set KEY --price-list ID`)",
                     param="price_list", code="currency_mismatch")
         with self.engine.begin() as c:
@@ -254,12 +273,11 @@ class KeyStore:
                models: list[str] | None = None, rpm: int | None = None, tpm: int | None = None,
                max_concurrency: int | None = None, privacy: str | None = None,
                expires_at: datetime | None = None, daily_budget: Decimal | None = None,
-               monthly_budget: Decimal | None = None,
-               pricing: tuple[str, str] | None = None) -> tuple[KeyRecord, str]:
+               monthly_budget: Decimal | None = None) -> tuple[KeyRecord, str]:
         """Create a key; return its record and the secret (the only time it is available).
-        `pricing` is the id and currency of the list that will price the key (its own, its
-        tenant's or the gateway's default; the caller knows the lists): the key's currency
-        defaults to that list's and must match it; with neither, the key is in USD.
+        The key's currency defaults to that of the list that will price it (its own, its
+        tenant's or the gateway's default), else to the gateway's currency, and must match
+        that list's.
         Everything is checked before anything is written; a new tenant and its first key are
         written together."""
         fields: dict[str, Any] = {
@@ -272,7 +290,8 @@ class KeyStore:
             raise InvalidParameters("a key needs a tenant", param="tenant")
         if balance is not None:
             check_amount(balance, "balance")
-        currency = check_currency(currency or (pricing[1] if pricing else "USD"))
+        pricing = self._pricing(price_list, self.tenant_price_list(tenant))
+        currency = check_currency(currency or (pricing[1] if pricing else self.default_currency))
         _same_currency(currency, pricing)
         secret = new_secret()
         kid = _id("key")
@@ -339,10 +358,11 @@ class KeyStore:
             raise InvalidParameters(f"{ref!r} matches several keys; give the key id", param="key")
         return _record(rows[0], int(rows[0].credit_total))
 
-    def update(self, ref: str, changes: dict[str, Any], list_currency: str | None = None) -> KeyRecord:
+    def update(self, ref: str, changes: dict[str, Any]) -> KeyRecord:
         """Change a key's settings: each of `SETTABLE` given is set, None clearing it (no
-        limit, no allow-list, no expiry, the tenant's or default price list). A price list
-        given must be in the key's currency (`list_currency`, when the caller knows it)."""
+        limit, no allow-list, no expiry, the tenant's or default price list). The list that
+        prices the key afterwards must be in its currency; the currency itself can change
+        only while the key holds no credits (a balance is never converted)."""
         unknown = set(changes) - SETTABLE
         if unknown:
             raise InvalidParameters(f"cannot change {', '.join(sorted(unknown))}; settable: "
@@ -358,8 +378,18 @@ class KeyStore:
             else:
                 values[name] = value
         rec = self.get(ref)
-        if changes.get("price_list") is not None:
-            _same_currency(rec.currency, (changes["price_list"], list_currency) if list_currency else None)
+        if changes.get("currency", rec.currency) is None:
+            raise InvalidParameters("a key always has a currency", param="currency")
+        currency = check_currency(changes.get("currency", rec.currency))
+        if "currency" in changes:
+            values["currency"] = currency
+            if currency != rec.currency and rec.credits_nano:
+                raise InvalidParameters(
+                    f"key {rec.id} holds credits in {rec.currency}; its currency cannot change "
+                    "(create a new key in the other currency)", param="currency")
+        if "price_list" in changes or "currency" in changes:
+            own = changes.get("price_list", rec.price_list)
+            _same_currency(currency, self._pricing(own, rec.tenant_price_list))
         with self.engine.begin() as c:
             c.execute(update(api_keys).where(api_keys.c.id == rec.id).values(**values, updated_at=_now()))
         return self.get(rec.id)
@@ -385,9 +415,16 @@ class KeyStore:
         if note is not None and not isinstance(note, str):
             raise InvalidParameters("note must be text", param="note")
         rec = self.get(ref)
-        if rec.credits_nano + to_nano(amount) > to_nano(MAX_AMOUNT):
-            raise InvalidParameters(f"a key may hold at most {MAX_AMOUNT:,} {rec.currency} in credits",
+        with self.engine.connect() as c:
+            spent = int(c.execute(select(func.coalesce(func.sum(ledger.c.cost_nano), 0))
+                                  .where(ledger.c.key_id == rec.id)).scalar() or 0)
+        if rec.credits_nano - spent + to_nano(amount) > to_nano(MAX_AMOUNT):
+            raise InvalidParameters(f"a key's balance may be at most {MAX_AMOUNT:,} {rec.currency}",
                                     param="amount")
+        if rec.credits_nano + to_nano(amount) > _MAX_CREDITS_NANO:
+            raise InvalidParameters(f"key {rec.id} has been given {_MAX_CREDITS_NANO // 10**9:,} "
+                                    f"{rec.currency} in all, the most one key can record; create "
+                                    "a new key", param="amount")
         now = _now()
         with self.engine.begin() as c:
             c.execute(insert(credits).values(key_id=rec.id, amount_nano=to_nano(amount),

@@ -26,4 +26,6 @@ def build_meter(settings: Settings) -> Meter:
     b = settings.billing
     writer = LedgerWriter(engine, settings.resolved_data_dir() / "journal", b.flush_interval,
                           b.flush_batch, segment_bytes=b.journal_segment_mb * 1024 * 1024)
-    return Meter(settings, KeyStore(engine), counters, writer, PriceBook.from_settings(settings))
+    prices = PriceBook.from_settings(settings)
+    store = KeyStore(engine, prices.lists, b.default_price_list, b.currency)
+    return Meter(settings, store, counters, writer, prices)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -11,6 +12,9 @@ from manxue.errors import InvalidParameters
 from manxue.pricing.errors import PriceNotFound
 from manxue.pricing.units import UnitPrices
 from manxue.pricing.windows import TimeWindow
+
+# A currency, for price lists and keys alike: three capital letters, as in ISO 4217.
+CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 
 
 def as_utc(when: datetime, what: str = "time") -> datetime:
@@ -92,6 +96,9 @@ class PriceList:
     def __post_init__(self) -> None:
         if not self.id:
             raise InvalidParameters("a price list needs an id")
+        if not CURRENCY_CODE.fullmatch(self.currency):
+            raise InvalidParameters(f"price list {self.id}: currency must be a three-letter code "
+                                    f"such as USD or CNY, not {self.currency!r}")
         for e in self.entries:
             if e.base.currency != self.currency:
                 raise InvalidParameters(f"price list {self.id}: {e.model} is priced in "

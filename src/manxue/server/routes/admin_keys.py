@@ -66,15 +66,11 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _check_price_list(meter: Meter, ref: Any) -> str | None:
-    """The currency of a price list named in a body, which must be one the gateway knows
-    (None: not named)."""
-    if ref is None:
-        return None
-    if not isinstance(ref, str) or ref not in meter.prices.lists:
+def _check_price_list(meter: Meter, ref: Any) -> None:
+    """A price list named in a body must be one the gateway knows (None: not named)."""
+    if ref is not None and (not isinstance(ref, str) or ref not in meter.prices.lists):
         raise InvalidParameters(f"unknown price list {ref!r}; `manxue prices` lists the ids",
                                 param="price_list")
-    return meter.prices.lists[ref].currency
 
 
 def _decimal(value: Any, name: str) -> Decimal | None:
@@ -133,16 +129,13 @@ async def create_key(request: web.Request) -> web.Response:
     _check_price_list(meter, b.get("price_list"))
 
     def create() -> Any:
-        pricing = meter.store.pricing_for(meter.prices.lists, tenant, b.get("price_list"),
-                                          meter.settings.billing.default_price_list)
         return meter.store.create(
             tenant, name=b.get("name"), balance=_decimal(b.get("balance"), "balance"),
             currency=b.get("currency"), price_list=b.get("price_list"), models=models,
             rpm=b.get("rpm"), tpm=b.get("tpm"), max_concurrency=b.get("max_concurrency"),
             privacy=b.get("privacy"), expires_at=query_time(b.get("expires_at"), "expires_at"),
             daily_budget=_decimal(b.get("daily_budget"), "daily_budget"),
-            monthly_budget=_decimal(b.get("monthly_budget"), "monthly_budget"),
-            pricing=pricing)
+            monthly_budget=_decimal(b.get("monthly_budget"), "monthly_budget"))
 
     rec, secret = await asyncio.to_thread(create)
     await asyncio.to_thread(meter.keys.load)
@@ -164,10 +157,10 @@ async def update_key(request: web.Request) -> web.Response:
             changes[f] = _decimal(changes[f], f)
     if changes.get("expires_at") is not None:
         changes["expires_at"] = query_time(changes["expires_at"], "expires_at")
-    list_currency = _check_price_list(meter, changes.get("price_list"))
+    _check_price_list(meter, changes.get("price_list"))
     if not changes:
         raise InvalidRequest("nothing to change: give the fields to set (null clears one)")
-    rec = await asyncio.to_thread(meter.store.update, request.match_info["ref"], changes, list_currency)
+    rec = await asyncio.to_thread(meter.store.update, request.match_info["ref"], changes)
     await asyncio.to_thread(meter.keys.load)
     return _json(rec.public(await asyncio.to_thread(lambda: meter.store.spent().get(rec.id, 0))))
 
@@ -210,9 +203,8 @@ async def change_tenant(request: web.Request) -> web.Response:
         raise InvalidParameters("give {\"price_list\": \"ID\"} (or null for the gateway's default)",
                                 param="price_list")
     ref = b["price_list"]
-    list_currency = _check_price_list(meter, ref)
-    row = await asyncio.to_thread(meter.store.set_tenant_price_list, request.match_info["name"], ref,
-                                  list_currency)
+    _check_price_list(meter, ref)
+    row = await asyncio.to_thread(meter.store.set_tenant_price_list, request.match_info["name"], ref)
     await asyncio.to_thread(meter.keys.load)
     return _json(row)
 
