@@ -4,7 +4,7 @@ whether or not the server is running."""
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +18,7 @@ from manxue.accounting import reports
 from manxue.accounting.fixed_costs import fixed_costs
 from manxue.accounting.keys import KeyStore
 from manxue.errors import ConfigError, ManxueError
+from manxue.pricing.lists import in_utc
 from manxue.settings import Settings, load_settings
 from manxue.store.db import open_engine
 
@@ -110,8 +111,7 @@ def _when(value: str | None, label: str) -> datetime | None:
     except ValueError:
         err.print(f"[red]error:[/red] {label} must be an ISO 8601 date or time, e.g. 2026-11-01")
         raise typer.Exit(2) from None
-    # SQLite keeps no zone: every time manxue stores or compares is in UTC
-    return dt.astimezone(UTC) if dt.utcoffset() is not None else dt.replace(tzinfo=UTC)
+    return in_utc(dt)
 
 
 @keys_app.command("create")
@@ -398,9 +398,11 @@ def invoice(
     currency), or with --json the same lines and totals as JSON."""
     store = _store(config)
     try:
-        inv = reports.invoice(store.engine, tenant, month) if json else None
-        text = orjson.dumps(inv, option=orjson.OPT_INDENT_2).decode() + "\n" if json \
-            else reports.invoice_csv(store.engine, tenant, month)
+        if json:
+            text = orjson.dumps(reports.invoice(store.engine, tenant, month),
+                                option=orjson.OPT_INDENT_2).decode() + "\n"
+        else:
+            text = reports.invoice_csv(store.engine, tenant, month)
     except ManxueError as exc:
         raise _fail(exc) from None
     if output is None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import Engine, func, select
 
 from manxue.accounting.money import to_nano
+from manxue.pricing.lists import in_utc
 from manxue.settings import DeploymentSettings
 from manxue.store.tables import ledger
 
@@ -83,7 +84,7 @@ def _utc(dt: datetime | str | None) -> datetime | None:
         return None
     if isinstance(dt, str):  # SQLite hands back min()/max() of a timestamp as text
         dt = datetime.fromisoformat(dt)
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return in_utc(dt)
 
 
 def hours(start: datetime, end: datetime) -> Decimal:

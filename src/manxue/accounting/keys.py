@@ -17,7 +17,7 @@ from manxue.accounting.counters import Limits
 from manxue.accounting.money import text as money_text
 from manxue.accounting.money import to_nano
 from manxue.errors import InvalidParameters, ModelNotFound
-from manxue.pricing.lists import CURRENCY_CODE
+from manxue.pricing.lists import CURRENCY_CODE, in_utc
 from manxue.store.tables import api_keys, credits, ledger, tenants
 
 KEY_PREFIX = "sk-mx-"
@@ -161,11 +161,8 @@ def _same_currency(currency: str, pricing: tuple[str, str] | None) -> None:
 
 
 def _aware(dt: datetime | None) -> datetime | None:
-    """A stored time in UTC: SQLite drops the zone (manxue writes UTC only); PostgreSQL
-    answers in the session's time zone."""
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    """A stored time in UTC (PostgreSQL answers in the session's time zone)."""
+    return None if dt is None else in_utc(dt)
 
 
 def _record(row: Any, credit_sum: int) -> KeyRecord:
@@ -378,8 +375,6 @@ class KeyStore:
             else:
                 values[name] = value
         rec = self.get(ref)
-        if changes.get("currency", rec.currency) is None:
-            raise InvalidParameters("a key always has a currency", param="currency")
         currency = check_currency(changes.get("currency", rec.currency))
         if "currency" in changes:
             values["currency"] = currency

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from manxue.accounting.journal import SEGMENT_BYTES, Journal, delete
 from manxue.errors import ServiceUnavailable
+from manxue.pricing.lists import in_utc
 from manxue.store.tables import ledger
 
 log = logging.getLogger("manxue.ledger")
@@ -92,7 +93,7 @@ def _from_journal(row: dict[str, Any]) -> dict[str, Any]:
     at = row["at"]
     if isinstance(at, str):
         at = datetime.fromisoformat(at)
-    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    at = in_utc(at)
     return {**row, "at": at, "stream": bool(row.get("stream"))}  # rows carry it as 0 or 1
 
 

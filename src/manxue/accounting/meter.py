@@ -170,11 +170,10 @@ class Meter:
         await asyncio.to_thread(self.keys.load)
         for rec, list_id, currency in self.store.mismatched(self.keys.by_id.values()):
             log.warning("key %s (tenant %s) is billed in %s but priced by %r, a list in %s: its "
-                        "requests are refused (403 currency_mismatch) until it gets a list in %s "
-                        "(`manxue keys set %s --price-list ID`) or, holding no credits, the "
-                        "currency %s (`manxue keys set %s --currency %s`)", rec.id, rec.tenant,
-                        rec.currency, list_id, currency, rec.currency, rec.id, currency, rec.id,
-                        currency)
+                        "requests are refused (403 currency_mismatch) until `manxue keys set KEY "
+                        "--price-list ID` gives it a list in its currency, or `--currency` (for a "
+                        "key without credits) changes it", rec.id, rec.tenant, rec.currency,
+                        list_id, currency)
         now = datetime.now(UTC)
         total, day, month = await asyncio.to_thread(self._spent_now, now)
         await self.counters.load_spent(total, day, month)

@@ -16,6 +16,7 @@ from manxue.accounting import fixed_costs as fc
 from manxue.accounting.fixed_costs import FixedCost
 from manxue.accounting.money import text as money_text
 from manxue.errors import InvalidParameters, ModelNotFound
+from manxue.pricing.lists import in_utc
 from manxue.store.tables import api_keys, ledger, tenants
 
 DIMENSIONS = ("tenant", "key", "model", "deployment", "day")
@@ -31,11 +32,11 @@ def _filters(q: Any, tenant: str | None, key: str | None, since: datetime | None
         q = q.where(tenants.c.name == tenant)
     if key is not None:
         q = q.where((ledger.c.key_id == key) | (api_keys.c.prefix == key))
-    # SQLite compares stored times as text, all in UTC: a bound in another zone is moved to UTC
+    # SQLite compares stored times as text, all in UTC: so must the bounds be
     if since is not None:
-        q = q.where(ledger.c.at >= (since.astimezone(UTC) if since.tzinfo else since))
+        q = q.where(ledger.c.at >= in_utc(since))
     if until is not None:
-        q = q.where(ledger.c.at < (until.astimezone(UTC) if until.tzinfo else until))
+        q = q.where(ledger.c.at < in_utc(until))
     return q
 
 

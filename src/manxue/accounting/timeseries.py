@@ -19,6 +19,7 @@ from sqlalchemy import Engine, case, func, select
 
 from manxue.accounting.money import text as money_text
 from manxue.errors import InvalidParameters
+from manxue.pricing.lists import in_utc
 from manxue.store.tables import api_keys, ledger, tenants
 
 BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
@@ -31,7 +32,7 @@ OTHER = "(other)"
 
 def floor(at: datetime, bucket: str) -> datetime:
     """The start of the bucket holding `at`, in UTC."""
-    at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+    at = in_utc(at)
     at = at.replace(minute=0, second=0, microsecond=0)
     return at.replace(hour=0) if bucket == "day" else at
 
@@ -180,5 +181,5 @@ def top_errors(engine: Engine, *, since: datetime | None = None, until: datetime
 
 
 def floor_seconds(at: datetime) -> datetime:
-    at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+    at = in_utc(at)
     return at.replace(microsecond=0)

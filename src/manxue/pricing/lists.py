@@ -17,6 +17,11 @@ from manxue.pricing.windows import TimeWindow
 CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 
 
+def in_utc(when: datetime) -> datetime:
+    """`when` in UTC, a naive datetime read as UTC (what manxue stores: SQLite keeps no zone)."""
+    return when.replace(tzinfo=UTC) if when.utcoffset() is None else when.astimezone(UTC)
+
+
 def as_utc(when: datetime, what: str = "time") -> datetime:
     """`when` in UTC; a naive datetime is refused (its meaning depends on the machine)."""
     if when.tzinfo is None or when.utcoffset() is None:

@@ -13,7 +13,7 @@ Every call needs `Authorization: Bearer <MANXUE_ADMIN_KEY>`.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,6 +24,7 @@ from manxue.accounting import reports
 from manxue.accounting.fixed_costs import fixed_costs
 from manxue.accounting.meter import Meter
 from manxue.errors import InvalidParameters, InvalidRequest, ModelNotFound, ServiceUnavailable
+from manxue.pricing.lists import in_utc
 from manxue.server.routes.admin_deployments import check_admin
 from manxue.server.state import state_of
 
@@ -96,8 +97,7 @@ def query_time(value: Any, name: str) -> datetime | None:
         dt = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidParameters(f"{name} must be ISO 8601", param=name) from None
-    # SQLite keeps no zone: every time manxue stores or compares is in UTC
-    return dt.astimezone(UTC) if dt.utcoffset() is not None else dt.replace(tzinfo=UTC)
+    return in_utc(dt)
 
 
 async def list_keys(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
+from manxue.accounting.keys import KeyRecord
 from manxue.errors import ModelNotFound
 from manxue.server.state import state_of
 
@@ -39,24 +40,28 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
+def _key(request: web.Request) -> KeyRecord | None:
+    """The caller's key (None: metering off, or open mode on loopback)."""
+    meter = state_of(request).meter
+    if meter is None:
+        return None
+    return meter.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"),
+                              request.remote)
+
+
 async def models(request: web.Request) -> web.Response:
     st = state_of(request)
-    if st.meter is not None:
-        key = st.meter.authenticate(request.headers.get("Authorization"),
-                                    request.headers.get("x-api-key"), request.remote)
-        if key is not None and key.models is not None:
-            allowed = st.meter.allowed_models(key, st.router.models())
-            return web.Response(body=models_body(allowed), content_type="application/json")
+    key = _key(request)
+    if st.meter is not None and key is not None and key.models is not None:
+        allowed = st.meter.allowed_models(key, st.router.models())
+        return web.Response(body=models_body(allowed), content_type="application/json")
     return web.Response(body=st.models_body, content_type="application/json")
 
 
 async def model(request: web.Request) -> web.Response:
     st = state_of(request)
     name = request.match_info["model"]
-    key = None
-    if st.meter is not None:
-        key = st.meter.authenticate(request.headers.get("Authorization"),
-                                    request.headers.get("x-api-key"), request.remote)
+    key = _key(request)
     if name not in st.router.models() or (key is not None and key.models is not None
                                           and name not in key.models):
         raise ModelNotFound(f"model '{name}' is not served here; GET /v1/models lists the models",
