@@ -11,7 +11,9 @@
     │   └── PolicyViolation          403 ... when privacy forbids every deployment of a model
     ├── RateLimited                  429 rate_limit_error        (carries Retry-After)
     ├── ServiceUnavailable           503 service_unavailable     (no usable deployment)
-    └── UpstreamError                status of the upstream (5xx or 4xx it returned)
+    └── UpstreamError                status of the upstream (5xx or 4xx it returned); a 4xx
+        │                            reaches the client as the upstream's own error object,
+        │                            never with the deployment's name
         └── UpstreamTimeout          504 timeout
 
 Status semantics follow DeepSeek's API (400, 401, 402, 422, 429, 500, 503), with 403 for what a
@@ -126,7 +128,12 @@ class ServiceUnavailable(ManxueError):
 
 
 class UpstreamError(ManxueError):
-    """An upstream answered with an error, or broke; `status` mirrors what it returned."""
+    """An upstream answered with an error, or broke; `status` mirrors what it returned.
+
+    `message` names the deployment and goes to the logs and the ledger only. A client sees
+    `relay` (the upstream's own error object: message, type, param, code) when the upstream
+    sent one, else a message that names no upstream.
+    """
 
     type = "upstream_error"
     code = "upstream_error"
@@ -138,11 +145,17 @@ class UpstreamError(ManxueError):
         status: int = 502,
         code: str | None = None,
         retry_after: float | None = None,
-        upstream_body: bytes | None = None,
+        relay: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message, code=code, retry_after=retry_after)
         self.status = status
-        self.upstream_body = upstream_body
+        self.relay = relay
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.relay is not None:
+            return {"error": self.relay}
+        return {"error": {"message": f"the model's server answered HTTP {self.status}",
+                          "type": self.type, "param": None, "code": self.code}}
 
 
 class UpstreamTimeout(UpstreamError):

@@ -40,6 +40,10 @@ class Metrics:
         self.stream_errors = Counter(
             "manxue_stream_errors", "Streams ended by an error event after the first byte",
             ["deployment"], registry=r)
+        self.unbilled = Counter(
+            "manxue_unbilled", "Usage an upstream reported beyond what its request reserved, "
+            "left uncharged so that no prepaid balance or budget is overdrawn (currency units)",
+            ["currency"], registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from decimal import Decimal
@@ -101,6 +102,25 @@ class ServerSettings(_Strict):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     offline: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    trusted_proxies: list[str] = Field(
+        [], description="addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is "
+        "believed; a request with forwarding headers from any other peer counts as remote")
+    insecure_open: bool = Field(
+        False, description="serve a non-loopback address with no authentication at all "
+        "([billing] enabled = false): anyone who reaches the port uses every model")
+    public_metrics: bool = Field(
+        False, description="/metrics and the details of /ready without the admin key on a "
+        "non-loopback address")
+
+    @model_validator(mode="after")
+    def _check_proxies(self) -> ServerSettings:
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"server.trusted_proxies: {entry!r} is not an IP address or "
+                                 "CIDR range") from None
+        return self
 
 
 def default_data_dir() -> Path:
@@ -136,8 +156,19 @@ class BillingSettings(_Strict):
     currency: str = "USD"
 
 
+class VerifySettings(_Strict):
+    """Audits started through the HTTP API (`POST /v1/verify`)."""
+
+    allow_hosts: list[str] = Field(
+        [], description="host names, addresses or CIDR ranges that audits may reach although "
+        "they are loopback, private or link-local (the operator's own internal endpoints)")
+    max_running: int = Field(4, ge=1, description="audits running at once on this gateway")
+    max_running_per_tenant: int = Field(1, ge=1, description="audits running at once per tenant")
+
+
 class Settings(_Strict):
     server: ServerSettings = ServerSettings()
+    verify: VerifySettings = VerifySettings()
     router: RouterSettings = RouterSettings()
     deployments: list[DeploymentSettings] = []
     data_dir: str | None = None

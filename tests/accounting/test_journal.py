@@ -29,7 +29,7 @@ def row(i: int, at: float = 1_764_600_000.25) -> LedgerRow:
               "price_list": "resale-usd", "currency": "USD", "price_hit": "0.07", "price_miss": "0.27",
               "price_output": "1.10", "cost_nano": 1000 + i, "upstream_cost_nano": 0, "latency_ms": 3,
               "ttft_ms": 1, "attempts": 1, "error": None if i % 3 else "some \"quoted\"\nerror",
-              "client_request_id": f"client-{i}" if i % 2 else None}
+              "client_request_id": f"client-{i}" if i % 2 else None, "unbilled_nano": 0}
     return tuple(values[c] for c in LEDGER_COLUMNS)
 
 

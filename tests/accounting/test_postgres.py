@@ -81,7 +81,7 @@ def test_flushed_rows_keep_their_utc_time_whatever_the_session_time_zone(pg_url)
     values.update(request_id=f"tz-{uuid.uuid4().hex}", at=ledger_time(ts), model="m", stream=True,
                   status="ok", prompt_tokens=1, cache_hit_tokens=0, cache_miss_tokens=1,
                   completion_tokens=1, reasoning_tokens=0, usage_source="upstream", cost_nano=7,
-                  upstream_cost_nano=0, client_request_id="client-7")
+                  upstream_cost_nano=0, client_request_id="client-7", unbilled_nano=0)
     row = tuple(values[c] for c in LEDGER_COLUMNS)
     assert append_rows(engine, [row, row]) == 2  # the second is skipped by request id
     with engine.connect() as c:
@@ -106,7 +106,7 @@ def test_a_batch_crossing_statement_chunks_lands_whole(pg_url):
         values.update(request_id=f"chunk-{run}-{i}", at=ledger_time(1_764_600_000 + i), model="m",
                       stream=i % 2 == 0, status="ok", prompt_tokens=i, cache_hit_tokens=0,
                       cache_miss_tokens=i, completion_tokens=1, reasoning_tokens=0,
-                      usage_source="upstream", cost_nano=i, upstream_cost_nano=0,
+                      usage_source="upstream", cost_nano=i, upstream_cost_nano=0, unbilled_nano=0,
                       error=None if i % 3 else "it's \"quoted\"")
         rows.append(tuple(values[c] for c in LEDGER_COLUMNS))
     assert append_rows(engine, rows + rows[:3]) == 303

@@ -26,7 +26,7 @@ log = logging.getLogger("manxue.ledger")
 LEDGER_COLUMNS: tuple[str, ...] = tuple(str.__str__(c.name) for c in ledger.columns)
 LedgerRow = tuple[Any, ...]  # one value per column of LEDGER_COLUMNS, in that order
 _clock: list[Any] = [-1, ""]  # the last second formatted, and its text (a list: no `global`)
-_CHUNK = 128  # rows per INSERT statement: 128 × 26 values, within SQLite's and PostgreSQL's limits
+_CHUNK = 128  # rows per INSERT statement: 128 × 27 values, within SQLite's and PostgreSQL's limits
 
 
 def ledger_time(ts: float) -> str:

@@ -21,6 +21,8 @@ from manxue.accounting.counters import Counters, Limits, Refusal
 from manxue.accounting.journal import ledger_unavailable
 from manxue.accounting.keys import KeyRecord, KeyStore
 from manxue.accounting.ledger import LedgerWriter, ledger_time
+from manxue.accounting.money import NANO
+from manxue.accounting.money import text as money_text
 from manxue.accounting.prices import PriceBook, Prices
 from manxue.accounting.tokencount import count_prompt, count_text, family_for_model
 from manxue.errors import (
@@ -31,6 +33,7 @@ from manxue.errors import (
     ServiceUnavailable,
 )
 from manxue.gateway.service import Outcome
+from manxue.metrics import Metrics
 from manxue.protocol.chat import ChatRequest
 from manxue.protocol.usage import Usage
 from manxue.settings import DeploymentSettings, Settings
@@ -54,6 +57,13 @@ class Ticket:
     prices: Prices | None
     raw: dict[str, Any]
     at: float  # POSIX time of admission: the price in force then is the one charged
+
+    @property
+    def capped(self) -> bool:
+        """The charge may not pass the reservation (a balance or a budget bounds it)."""
+        lim = self.limits
+        return lim.credits_nano is not None or lim.daily_budget_nano is not None \
+            or lim.monthly_budget_nano is not None
 
 
 class KeyCache:
@@ -121,9 +131,12 @@ def _is_loopback(remote: str | None) -> bool:
     if not remote:
         return False
     try:
-        return ipaddress.ip_address(remote).is_loopback
+        ip = ipaddress.ip_address(remote)
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
 
 _REFUSALS = {
@@ -144,6 +157,7 @@ class Meter:
         self.counters = counters
         self.writer = writer
         self.prices = prices
+        self.metrics: Metrics | None = None  # set by the server: the unbilled-usage counter
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: set[asyncio.Task[None]] = set()
         self._default_list = settings.billing.default_price_list
@@ -328,7 +342,8 @@ class Meter:
             extra = self._output_bounds.get(model)
             if extra is None:
                 extra = self._output_bound(model)
-            out = (out or extra[0]) + extra[1]
+            # every choice (`n`) is an answer of its own, each as long as the largest one
+            out = ((out or extra[0]) + extra[1]) * (req.n or 1)
             reserve = prices.rates.ceil_nano(body_bytes, out)
         return Ticket(key, key.limits, reserve, prices, raw, now)
 
@@ -368,6 +383,13 @@ class Meter:
         upstream = self.prices.upstream_cost(outcome.deployment, ctx.model, usage, ticket.at) \
             if outcome.deployment in self._per_token else 0
         key = ticket.key
+        unbilled = 0
+        if cost > ticket.reserve_nano and ticket.capped:
+            # The upstream reported more than admission reserved for: charge what was reserved
+            # (it fit the balance and budgets), keep the rest on the row, never overdraw.
+            unbilled = cost - ticket.reserve_nano
+            cost = ticket.reserve_nano
+            self._unbilled(ctx.request_id, prices, unbilled)
         texts = prices.texts if prices is not None else _NO_PRICES
         try:
             self._write((  # in LEDGER_COLUMNS order
@@ -397,6 +419,7 @@ class Meter:
                 outcome.attempts,                                         # attempts
                 outcome.extra.get("error"),                               # error
                 ctx.client_request_id,                                    # client_request_id
+                unbilled,                                                 # unbilled_nano
             ))
         except ServiceUnavailable:  # not recorded, so not charged: the reservation goes back
             cost = 0
@@ -411,6 +434,13 @@ class Meter:
                         key.id, ctx.request_id, cost, tokens, ticket.limits))
                     self._settling.add(task)
                     task.add_done_callback(self._settling.discard)
+
+    def _unbilled(self, request_id: str, prices: Prices | None, nano: int) -> None:
+        currency = prices.currency if prices is not None else ""
+        log.warning("request %s: usage reported beyond its reservation; %s %s left unbilled",
+                    request_id, money_text(nano), currency)
+        if self.metrics is not None:
+            self.metrics.child(self.metrics.unbilled, currency).inc(nano / NANO)
 
     def _usage(self, outcome: Outcome, ticket: Ticket) -> tuple[Usage | None, str]:
         """Usage for an answer whose upstream reported none: counted, or none at all."""

@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-import orjson
-
 from manxue.errors import (
     ManxueError,
     ModelNotFound,
@@ -210,6 +208,7 @@ class Router:
             if exc.status not in RETRYABLE and exc.status not in DEPLOYMENT_FAULT:
                 dep.breaker.record_success()  # the upstream is fine; the request is not
                 self._set_breaker_gauge(dep)
+                log.info("%s (relayed to the client)", exc.message)
                 raise
             self._record_failure(dep, exc)
             plan.errors.append(exc)
@@ -284,16 +283,3 @@ async def _discard(result: Any) -> None:
     close = getattr(getattr(result, "result", None), "aclose", None)
     if close is not None:
         await close()
-
-
-def passthrough_body(exc: UpstreamError) -> bytes | None:
-    """An upstream's own 4xx error JSON, to relay as it is when the request itself was bad."""
-    if not exc.upstream_body:
-        return None
-    try:
-        obj = orjson.loads(exc.upstream_body)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(obj, dict) and isinstance(obj.get("error"), dict):
-        return exc.upstream_body
-    return None

@@ -6,6 +6,7 @@ same `_settle`, so usage is read and recorded by one path, exactly once per requ
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -36,6 +37,9 @@ class RequestContext:
     first_byte_at: float | None = None
     ticket: Any = None  # what admission decided (accounting), handed back at settlement
     client_request_id: str | None = None  # the client's own id for the request, if it sent one
+    settled: bool = False  # set by the one settlement; `finish` settles what never got there
+    holding: Deployment | None = None  # a deployment acquired for a stream not yet relayed
+    pending: ChunkStream | None = None  # that stream, closed by `finish` if never relayed
 
 
 @dataclass(slots=True)
@@ -54,24 +58,34 @@ class Outcome:
     payloads: list[bytes] | None = None  # the stream's events as relayed
 
     def text(self) -> tuple[str, str]:
-        """The answer's content and reasoning text, for counting when usage is missing."""
+        """The answer's content and reasoning text, for counting when usage is missing (an
+        upstream's odd shapes count as no text, never as an error)."""
         content: list[str] = []
         reasoning: list[str] = []
         if self.body is not None:
-            for choice in self.body.get("choices") or []:
-                msg = choice.get("message") or {}
-                content.append(msg.get("content") or "")
-                reasoning.append(msg.get("reasoning_content") or "")
+            for choice in _choices(self.body):
+                _collect(choice.get("message"), content, reasoning)
         for payload in self.payloads or ():
             try:
                 obj = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 continue
-            for choice in obj.get("choices") or []:
-                delta = choice.get("delta") or {}
-                content.append(delta.get("content") or "")
-                reasoning.append(delta.get("reasoning_content") or "")
+            for choice in _choices(obj):
+                _collect(choice.get("delta"), content, reasoning)
         return "".join(content), "".join(reasoning)
+
+
+def _choices(obj: Any) -> list[dict[str, Any]]:
+    choices = obj.get("choices") if isinstance(obj, dict) else None
+    return [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
+
+
+def _collect(msg: Any, content: list[str], reasoning: list[str]) -> None:
+    if isinstance(msg, dict):
+        for key, into in (("content", content), ("reasoning_content", reasoning)):
+            text = msg.get(key)
+            if isinstance(text, str):
+                into.append(text)
 
 
 class UsageSink(Protocol):
@@ -90,8 +104,8 @@ class ChatService:
 
         try:
             got = await self.router.acquire(req.model, call, ctx.local_only)
-        except ManxueError as exc:
-            self._settle(ctx, None, None, False, 0, {"error": exc.message})
+        except BaseException as exc:  # refused, failed, or the client left: settle, then say so
+            self._settle(ctx, None, None, False, 0, {"error": _describe(exc)})
             raise
         ctx.first_byte_at = time.perf_counter()
         self.router.release(got.deployment)
@@ -113,11 +127,28 @@ class ChatService:
 
         try:
             got = await self.router.acquire(req.model, call, ctx.local_only)
-        except ManxueError as exc:
-            self._settle(ctx, None, None, False, 0, {"error": exc.message})
+        except BaseException as exc:
+            self._settle(ctx, None, None, False, 0, {"error": _describe(exc)})
             raise
         ctx.first_byte_at = time.perf_counter()
+        ctx.holding, ctx.pending = got.deployment, got.result
         return self._relay(got.result, got.deployment, got.attempts, req.wants_usage_chunk, ctx)
+
+    async def finish(self, ctx: RequestContext, error: str = "the request ended before an answer") \
+            -> None:
+        """Settle a request that never reached its settlement (an exception between admission
+        and the relay, or a stream whose relay never started), and give back what it held.
+        Harmless after a normal end."""
+        dep, pending = ctx.holding, ctx.pending
+        ctx.holding = ctx.pending = None
+        try:
+            if pending is not None:
+                await pending.aclose()
+        finally:
+            if dep is not None:
+                self.router.release(dep)
+            if not ctx.settled:
+                self._settle(ctx, dep, None, False, 0, {"error": error})
 
     async def _relay(self, chunks: ChunkStream, dep: Deployment, attempts: int,
                      want_usage: bool, ctx: RequestContext) -> AsyncGenerator[bytes, None]:
@@ -125,12 +156,13 @@ class ChatService:
         settled = False
         error: str | None = None
         seen: list[bytes] | None = [] if self.sinks else None
+        ctx.holding = ctx.pending = None  # the relay owns them now
         try:
             async for payload in chunks:
                 if seen is not None:
                     seen.append(payload)
                 if b'"usage"' in payload:
-                    obj = orjson.loads(payload)
+                    obj = _json_object(payload)
                     found = Usage.from_dict(obj.get("usage"))
                     if found is not None:
                         usage = found
@@ -151,6 +183,9 @@ class ChatService:
             yield error_event(
                 "the upstream broke off this answer after it had started; the text so far is "
                 "incomplete: retry the request", code="stream_interrupted")
+        except BaseException as exc:  # the client left, or something broke: settled below
+            error = _describe(exc)
+            raise
         finally:
             await chunks.aclose()
             self.router.release(dep)
@@ -165,6 +200,9 @@ class ChatService:
     def _settle(self, ctx: RequestContext, dep: Deployment | None, usage: Usage | None,
                 completed: bool, attempts: int, extra: dict[str, Any] | None = None,
                 body: dict[str, Any] | None = None, payloads: list[bytes] | None = None) -> None:
+        if ctx.settled:
+            return
+        ctx.settled = True
         now = time.perf_counter()
         if usage is not None:
             m = self.metrics
@@ -180,6 +218,23 @@ class ChatService:
                           now - ctx.started, ttft, extra or {}, body, payloads)
         for sink in self.sinks:
             sink.record(outcome)
+
+
+def _json_object(payload: bytes) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _describe(exc: BaseException) -> str:
+    """What the ledger's error column says about an exception."""
+    if isinstance(exc, ManxueError):
+        return exc.message
+    if isinstance(exc, GeneratorExit | asyncio.CancelledError):
+        return "the client went away"
+    return f"internal error: {type(exc).__name__}"
 
 
 def _body_for(dep: Deployment, raw: dict[str, Any]) -> dict[str, Any]:

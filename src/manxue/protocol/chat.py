@@ -9,9 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from manxue.errors import InvalidParameters, InvalidRequest
 
+# Typed fields take only their JSON type ("max_tokens": "100" is refused, as OpenAI does), so
+# what is billed is exactly what the upstream receives.
+_WIRE = ConfigDict(extra="allow", strict=True)
+MAX_DEPTH = 64  # nesting of objects and arrays in a request body
+
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = _WIRE
 
     role: Literal["system", "user", "assistant", "tool", "developer", "function"]
     content: str | list[Any] | None = None
@@ -20,7 +25,7 @@ class Message(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = _WIRE
 
     include_usage: bool = False
 
@@ -28,7 +33,7 @@ class StreamOptions(BaseModel):
 class ChatRequest(BaseModel):
     """The fields manxue reads; everything else rides along untouched in `raw`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = _WIRE
 
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
@@ -51,6 +56,11 @@ class ChatRequest(BaseModel):
     def wants_usage_chunk(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
+    @property
+    def choices(self) -> int:
+        """How many answers the request asks for: each is billed, so each is reserved."""
+        return self.n or 1
+
 
 _FORMAT_ERRORS = {"missing", "too_short", "model_attributes_type", "dict_type"}
 
@@ -65,11 +75,31 @@ def parse_chat_request(body: bytes) -> tuple[ChatRequest, dict[str, Any]]:
         raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(raw, dict):
         raise InvalidRequest("request body must be a JSON object")
+    check_depth(raw)
     try:
         req = ChatRequest.model_validate(raw)
     except ValidationError as exc:
         raise _to_client_error(exc) from None
     return req, raw
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    """Refuse objects and arrays nested deeper than `limit` (no upstream needs more, and
+    encoders give up a little past 250)."""
+    level: list[Any] = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            raise InvalidRequest(f"request body is nested more than {limit} levels deep",
+                                 code="nesting_too_deep")
+        deeper: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                deeper.extend(v for v in item.values() if isinstance(v, dict | list))
+            elif isinstance(item, list):
+                deeper.extend(v for v in item if isinstance(v, dict | list))
+        level = deeper
 
 
 def _to_client_error(exc: ValidationError) -> InvalidRequest | InvalidParameters:

@@ -44,5 +44,11 @@ class Usage:
         }
 
 
+MAX_TOKENS = 1_000_000_000  # per field: an upstream reporting more is not believed past this
+
+
 def _int(v: Any) -> int:
-    return v if isinstance(v, int) and v >= 0 else 0
+    """A token count as reported, bounded so that no upstream can overflow a ledger column."""
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        return 0
+    return v if v <= MAX_TOKENS else MAX_TOKENS

@@ -46,7 +46,9 @@ class OpenAICompatProvider:
         return {"kind": "openai", "upstream_model": self.settings.upstream_model or self.settings.model}
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        text = text.replace(self._key, "***") if self._key else text
+        base = self.settings.base_url
+        return text.replace(base, "the upstream") if base else text
 
     async def _post(self, body: dict[str, Any]) -> Http1Response:
         name = self.settings.name
@@ -126,13 +128,37 @@ class OpenAICompatProvider:
             raw = b""
         finally:
             resp.release()
-        message = self._scrub(_error_message(raw) or f"HTTP {resp.status}")
+        relay = self._relayable(raw, resp.status)
+        message = relay["message"] if relay else self._scrub(_error_message(raw) or "")
         raise UpstreamError(
-            f"deployment {self.settings.name}: upstream answered {resp.status}: {message}",
+            f"deployment {self.settings.name}: upstream answered {resp.status}: "
+            f"{message or f'HTTP {resp.status}'}",
             status=resp.status,
             retry_after=_retry_after(resp.headers.get("retry-after")),
-            upstream_body=raw,
+            relay=relay,
         )
+
+    def _relayable(self, raw: bytes, status: int) -> dict[str, Any] | None:
+        """The upstream's OpenAI-style error object, fit to show the client: its message with
+        the upstream's key and model name taken out, its type, param and code kept."""
+        if not 400 <= status < 500:
+            return None
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        err = obj.get("error") if isinstance(obj, dict) else None
+        if not isinstance(err, dict):
+            return None
+        message = self._scrub(str(err.get("message") or f"HTTP {status}"))[:2000]
+        upstream_model = self.settings.upstream_model
+        if upstream_model and upstream_model != self.settings.model:
+            message = message.replace(upstream_model, self.settings.model)
+        kind, param, code = err.get("type"), err.get("param"), err.get("code")
+        return {"message": message,
+                "type": kind if isinstance(kind, str) and kind else "invalid_request_error",
+                "param": param if isinstance(param, str) else None,
+                "code": code if isinstance(code, str | int) and not isinstance(code, bool) else None}
 
 
 async def _first_nonblank(resp: Http1Response) -> bytes:

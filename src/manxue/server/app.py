@@ -11,6 +11,7 @@ from manxue.gateway.router import Router
 from manxue.gateway.service import ChatService
 from manxue.metrics import Metrics
 from manxue.providers import registry
+from manxue.server.client_address import ProxyRule
 from manxue.server.middleware import errors_and_metrics
 from manxue.server.routes import (
     admin_dashboard,
@@ -35,12 +36,14 @@ def build_state(settings: Settings) -> AppState:
                    for d in settings.deployments]
     router = Router(settings.router, deployments, metrics)
     state = AppState(settings=settings, metrics=metrics, router=router,
-                     chat=ChatService(router, metrics))
+                     chat=ChatService(router, metrics),
+                     proxies=ProxyRule(settings.server.trusted_proxies))
     state.models_body = ops.models_body(router.models())
     if settings.billing.enabled:
         from manxue.accounting.setup import build_meter
 
         state.meter = build_meter(settings)
+        state.meter.metrics = metrics
         state.chat.sinks.append(state.meter)
     return state
 

@@ -11,6 +11,7 @@ from manxue.accounting.meter import Meter
 from manxue.gateway.router import Router
 from manxue.gateway.service import ChatService
 from manxue.metrics import Metrics
+from manxue.server.client_address import ProxyRule
 from manxue.settings import Settings
 
 
@@ -23,6 +24,7 @@ class AppState:
     models_body: bytes = b""
     meter: Meter | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    proxies: ProxyRule = field(default_factory=ProxyRule)
 
 
 STATE_KEY = web.AppKey("manxue_state", AppState)
@@ -30,3 +32,8 @@ STATE_KEY = web.AppKey("manxue_state", AppState)
 
 def state_of(request: web.Request) -> AppState:
     return request.app[STATE_KEY]
+
+
+def client_of(request: web.Request) -> str | None:
+    """The client's address, believing forwarding headers only from trusted proxies."""
+    return request.app[STATE_KEY].proxies.client(request)

@@ -89,4 +89,7 @@ ledger = Table(
     Column("attempts", Integer),
     Column("error", Text),
     Column("client_request_id", String(200)),  # the client's X-Client-Request-Id / X-Request-Id
+    # what the usage would have cost beyond the request's reservation, not charged (a prepaid
+    # balance or a budget is never overdrawn): cost_nano + unbilled_nano is the list price
+    Column("unbilled_nano", BigInteger, nullable=False, default=0, server_default="0"),
 )

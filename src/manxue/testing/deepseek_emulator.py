@@ -38,6 +38,12 @@ class Behavior:
     usage: bool = True
     usage_padding: int = 0  # added to prompt_tokens (an inflating upstream)
     openai_usage: bool = False  # cache hits only as prompt_tokens_details (no prompt_cache_*)
+    completion_padding: int = 0  # added to completion_tokens (output past max_tokens)
+    honour_n: bool = False  # answer `n` choices, as vLLM and OpenAI do (DeepSeek answers one)
+    error_type: str | None = None  # an error answer's type (default by status)
+    error_code: str | None = None
+    error_param: str | None = None
+    raw_answer: bytes | None = None  # sent as it is: the whole body, or a stream's one event
 
 
 @dataclass
@@ -89,12 +95,14 @@ class DeepSeekEmulator:
         if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "Authentication Fails (no such user)", "invalid_request_error")
         b = self.script.popleft() if self.script else self.default
+        if b.raw_answer is not None:
+            return self._raw(body, b.raw_answer, b.status)
         if b.status != 200:
             if b.first_byte_delay:
                 await asyncio.sleep(b.first_byte_delay)
             headers = {"Retry-After": f"{b.retry_after:g}"} if b.retry_after is not None else {}
-            kind = "rate_limit_error" if b.status == 429 else "server_error"
-            return _error(b.status, b.error_message, kind, headers)
+            kind = b.error_type or ("rate_limit_error" if b.status == 429 else "server_error")
+            return _error(b.status, b.error_message, kind, headers, b.error_code, b.error_param)
         try:
             if body.get("stream"):
                 return await self._stream(request, body, b)
@@ -104,6 +112,14 @@ class DeepSeekEmulator:
             raise
 
     # ---- answers ---------------------------------------------------------------------------
+    @staticmethod
+    def _raw(body: dict[str, Any], raw: bytes, status: int) -> web.Response:
+        """An upstream that answers nonsense: `raw` as the body, or as one event of a stream."""
+        if body.get("stream") and status == 200:
+            return web.Response(body=b"data: " + raw + b"\n\ndata: [DONE]\n\n",
+                                content_type="text/event-stream")
+        return web.Response(status=status, body=raw, content_type="application/json")
+
     def _answer(self, body: dict[str, Any], b: Behavior) -> str:
         if b.content is not None:
             return b.content
@@ -116,6 +132,7 @@ class DeepSeekEmulator:
         words = sum(len(str(m.get("content") or "").split()) + 4 for m in body.get("messages", []))
         prompt = words + b.usage_padding
         hit = min(b.cache_hit_tokens, prompt)
+        completion += b.completion_padding
         usage: dict[str, Any] = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
@@ -138,14 +155,17 @@ class DeepSeekEmulator:
         if b.reasoning is not None:
             message["reasoning_content"] = b.reasoning
             reasoning_tokens = len(b.reasoning.split())
+        n = _choices(body, b)
         out: dict[str, Any] = {
             "id": self._id(), "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", self.model),
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+            "choices": [{"index": i, "message": message, "logprobs": None, "finish_reason": "stop"}
+                        for i in range(n)],
             "system_fingerprint": "fp_emulator",
         }
         if b.usage:
-            out["usage"] = self._usage(body, b, len(text.split()) + reasoning_tokens, reasoning_tokens)
+            out["usage"] = self._usage(body, b, (len(text.split()) + reasoning_tokens) * n,
+                                       reasoning_tokens * n)
         if not b.first_byte_delay:
             return web.Response(body=orjson.dumps(out), content_type="application/json")
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -203,8 +223,9 @@ class DeepSeekEmulator:
             if b.chunk_delay:
                 await asyncio.sleep(b.chunk_delay)
             await resp.write(chunk({"content": piece}))
-        reasoning_tokens = len(b.reasoning.split()) if b.reasoning is not None else 0
-        completion = len(text.split()) + reasoning_tokens
+        n = _choices(body, b)  # the other choices are not streamed, only counted
+        reasoning_tokens = (len(b.reasoning.split()) if b.reasoning is not None else 0) * n
+        completion = len(text.split()) * n + reasoning_tokens
         usage = self._usage(body, b, completion, reasoning_tokens) if b.usage else None
         opts = body.get("stream_options") or {}
         await resp.write(chunk({}, "stop"))
@@ -225,11 +246,16 @@ def _split(text: str, n: int) -> list[str]:
             for i in range(0, len(words), size)]
 
 
-def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+def _choices(body: dict[str, Any], b: Behavior) -> int:
+    n = body.get("n")
+    return n if b.honour_n and isinstance(n, int) and n > 1 else 1
+
+
+def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None,
+           code: str | None = None, param: str | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
                         headers=headers or {})
-
 
 
 def main(argv: list[str] | None = None) -> None:

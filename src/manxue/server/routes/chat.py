@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from manxue.errors import ManxueError
 from manxue.gateway.service import RequestContext
-from manxue.protocol.chat import parse_chat_request
+from manxue.protocol.chat import ChatRequest, parse_chat_request
 from manxue.protocol.sse import error_event
 from manxue.server.middleware import CLIENT_REQUEST_ID, REQUEST_ID
 from manxue.server.sse_writer import SSEWriter
-from manxue.server.state import state_of
+from manxue.server.state import AppState, client_of, state_of
 
 PRIVACY_HEADER = "X-Manxue-Privacy"
 
@@ -23,7 +25,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         authorization = headers.get("Authorization")
         key = st.meter.authenticate(authorization,
                                     None if authorization else headers.get("x-api-key"),
-                                    lambda: request.remote)
+                                    lambda: client_of(request))
     body = await request.read()
     req, raw = parse_chat_request(body)
     ctx = RequestContext(
@@ -37,10 +39,20 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         st.router.check(req.model, ctx.local_only)  # unknown model or policy: 4xx before admission
         ctx.ticket = meter.admit_now(key, req, raw, ctx.request_id, len(body)) \
             or await meter.admit(key, req, raw, ctx.request_id, len(body))
-    if not req.stream:
-        body = await st.chat.complete(req, raw, ctx)
-        return web.Response(body=body, content_type="application/json")
+    # Admitted: from here every way out, an exception or the client leaving included, settles
+    # the request once (a ledger row, the reservation and the concurrency slot given back).
+    try:
+        if not req.stream:
+            answer = await st.chat.complete(req, raw, ctx)
+            return web.Response(body=answer, content_type="application/json")
+        return await _stream(request, st, req, raw, ctx)
+    finally:
+        if not ctx.settled or ctx.holding is not None:
+            await st.chat.finish(ctx)
 
+
+async def _stream(request: web.Request, st: AppState, req: ChatRequest, raw: dict[str, Any],
+                  ctx: RequestContext) -> web.StreamResponse:
     ids = {"X-Request-Id": ctx.request_id}
     if ctx.client_request_id is not None:
         ids["X-Client-Request-Id"] = ctx.client_request_id
