@@ -163,3 +163,15 @@ def test_replay_is_idempotent(tmp_path: Path) -> None:
     assert LedgerWriter(engine, tmp_path / "journal", 0.25, 100).replay() == 0
     with engine.connect() as c:
         assert c.execute(select(func.count()).select_from(ledger)).scalar() == 5
+
+
+def test_a_segment_written_before_unbilled_existed_replays_as_zero(tmp_path: Path) -> None:
+    """A journal left by the previous version (no unbilled_nano column) still reaches SQL."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    old_columns = [c for c in LEDGER_COLUMNS if c != "unbilled_nano"]
+    j = Journal(tmp_path / "journal", old_columns)
+    j.append(row(1)[:-1])
+    j.close()
+    assert LedgerWriter(engine, tmp_path / "journal", 0.25, 100).replay() == 1
+    with engine.connect() as c:
+        assert c.execute(select(ledger.c.unbilled_nano)).scalar() == 0

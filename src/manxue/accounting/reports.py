@@ -61,6 +61,7 @@ def usage_rows(engine: Engine, *, tenant: str | None = None, key: str | None = N
             d["at"] = _aware(d["at"]).isoformat()
             d["cost"] = money_text(d.pop("cost_nano"))
             d["upstream_cost"] = money_text(d.pop("upstream_cost_nano"))
+            d["unbilled"] = money_text(d.pop("unbilled_nano"))
             out.append(d)
     return out
 
@@ -93,6 +94,7 @@ def summary(engine: Engine, by: str, *, tenant: str | None = None, key: str | No
         func.sum(ledger.c.reasoning_tokens).label("reasoning_tokens"),
         func.sum(ledger.c.cost_nano).label("cost_nano"),
         func.sum(ledger.c.upstream_cost_nano).label("upstream_cost_nano"),
+        func.sum(ledger.c.unbilled_nano).label("unbilled_nano"),
     )
     q = _filters(q, tenant, key, since, until).group_by(group, ledger.c.currency).order_by(group)
     groups: dict[tuple[str, str | None], _Totals] = {}
@@ -101,7 +103,8 @@ def summary(engine: Engine, by: str, *, tenant: str | None = None, key: str | No
             groups[(str(r.group), r.currency)] = _Totals(
                 int(r.requests), int(r.prompt_tokens or 0), int(r.cache_hit_tokens or 0),
                 int(r.cache_miss_tokens or 0), int(r.completion_tokens or 0),
-                int(r.reasoning_tokens or 0), int(r.cost_nano or 0), int(r.upstream_cost_nano or 0))
+                int(r.reasoning_tokens or 0), int(r.cost_nano or 0), int(r.upstream_cost_nano or 0),
+                unbilled=int(r.unbilled_nano or 0))
     charged = fixed if by in ("deployment", "day") and tenant is None and key is None else None
     if charged is not None:
         _add_fixed(groups, engine, by, charged, since, until)
@@ -119,6 +122,7 @@ class _Totals:
     reasoning: int = 0
     revenue: int = 0
     upstream: int = 0
+    unbilled: int = 0  # usage past reservations, not charged: revenue forgone
     fixed: int = 0
     fixed_hours: Decimal = Decimal(0)
 
@@ -144,6 +148,7 @@ def _summary_row(by: str, name: str, currency: str | None, t: _Totals,
         "completion_tokens": t.completion, "reasoning_tokens": t.reasoning,
         "cache_hit_rate": round(t.hit / t.prompt, 4) if t.prompt else 0.0,
         "revenue": money_text(t.revenue), "upstream_cost": money_text(t.upstream),
+        "unbilled": money_text(t.unbilled),
     }
     if with_fixed:
         row["fixed_cost"] = money_text(t.fixed)

@@ -93,6 +93,7 @@ def series(engine: Engine, bucket: str = "hour", *, by: str | None = None,
         *(func.sum(ledger.c[c]).label(c) for c in COUNTS[2:]),
         func.sum(ledger.c.cost_nano).label("revenue"),
         func.sum(ledger.c.upstream_cost_nano).label("upstream_cost"),
+        func.sum(ledger.c.unbilled_nano).label("unbilled"),
     ).where(ledger.c.at >= start, ledger.c.at < end)
     if tenant is not None:
         q = q.where(tenants.c.name == tenant)
@@ -133,9 +134,9 @@ def _shape(rows: list[Any], bucket: str, by: str | None, start: datetime, end: d
             cs[name][i] += int(r[name] or 0)
         if r["currency"] is not None:
             per = money.setdefault(group, {}).setdefault(
-                r["currency"], {"revenue": [0] * n, "upstream_cost": [0] * n})
-            per["revenue"][i] += int(r["revenue"] or 0)
-            per["upstream_cost"][i] += int(r["upstream_cost"] or 0)
+                r["currency"], {"revenue": [0] * n, "upstream_cost": [0] * n, "unbilled": [0] * n})
+            for name in ("revenue", "upstream_cost", "unbilled"):
+                per[name][i] += int(r[name] or 0)
     order = [g for g in kept if g in counts] + ([OTHER] if OTHER in counts else [])
     currencies = sorted({cur for m in money.values() for cur in m})
     return {
@@ -155,6 +156,7 @@ def _one(group: str, counts: dict[str, list[int]], money: dict[str, dict[str, li
             "revenue": [money_text(v) for v in m["revenue"]],
             "upstream_cost": [money_text(v) for v in m["upstream_cost"]],
             "margin": [money_text(r - u) for r, u in zip(m["revenue"], m["upstream_cost"], strict=True)],
+            "unbilled": [money_text(v) for v in m["unbilled"]],
         }
         for cur, m in sorted(money.items())
     }

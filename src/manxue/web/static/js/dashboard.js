@@ -97,6 +97,8 @@ function drawSeries(data) {
     ["Upstream cost", fmt.money(upstream), currency],
     ["Margin", fmt.money(revenue - upstream), currency],
     ["Cost-profit margin", upstream ? fmt.pct((revenue - upstream) / upstream, 0) : "—"],
+    // usage upstreams reported past a request's reservation: not charged, so no balance goes below zero
+    ["Unbilled", fmt.money(sum(totalMoney("unbilled"))), currency],
   ];
   ui.kpis.replaceChildren(...kpis.map(([k, v, unit]) => el("div", {}, el("dt", {}, k),
     el("dd", {}, v, unit ? el("span", { class: "unit" }, unit) : null))));
@@ -124,11 +126,12 @@ function drawGroups(rows, by) {
     { label: by }, { label: "requests", num: true }, { label: "prompt tokens", num: true },
     { label: "completion tokens", num: true }, { label: "cache-hit rate", num: true }, { label: "revenue", num: true },
     { label: "upstream cost", num: true }, ...(fixed ? [{ label: "fixed cost", num: true }] : []),
-    { label: "margin", num: true }, { label: "cost-profit margin", num: true },
+    { label: "margin", num: true }, { label: "cost-profit margin", num: true }, { label: "unbilled", num: true },
   ], rows.map((r) => [r[by], fmt.int(r.requests), fmt.int(r.prompt_tokens), fmt.int(r.completion_tokens),
     fmt.pct(r.cache_hit_rate), fmt.money(r.revenue, r.currency || ""), fmt.money(r.upstream_cost, r.currency || ""),
     ...(fixed ? [fmt.money(r.fixed_cost, r.currency || "")] : []),
-    fmt.money(r.margin, r.currency || ""), r.cost_profit_margin === null ? "—" : fmt.pct(r.cost_profit_margin, 0)]),
+    fmt.money(r.margin, r.currency || ""), r.cost_profit_margin === null ? "—" : fmt.pct(r.cost_profit_margin, 0),
+    fmt.money(r.unbilled, r.currency || "")]),
   "No requests in this range.");
 }
 
