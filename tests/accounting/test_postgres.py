@@ -157,3 +157,22 @@ def test_keys_for_one_new_tenant_created_at_once_on_postgres(pg_url):
     when = datetime(2027, 1, 1, 8, 0, tzinfo=timezone(timedelta(hours=8)))
     rec = store.update(made[0].id, {"expires_at": when})
     assert rec.expires_at == when and rec.expires_at.utcoffset() == timedelta(0)
+
+
+def test_inflated_usage_never_overdraws_with_postgres_and_redis(make_billing, pg_url, upstream):
+    """The never-below-zero rule with the shared stores: keys in PostgreSQL, balances in Redis."""
+    import redis
+
+    bill = make_billing(database_url=pg_url, redis_url="redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url("redis://127.0.0.1:6379/0").ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis on 127.0.0.1:6379 is needed: {exc}")
+    upstream.emu.default = Behavior(completion_padding=50_000)
+    key = bill.create_key(balance="0.001")
+    codes = [bill.chat(key["key"], max_tokens=200).status_code for _ in range(8)]
+    assert codes[0] == 200 and codes[-1] == 402
+    rows = bill.rows(key=key["id"])
+    assert len(rows) == codes.count(200) and all(Decimal(r["unbilled"]) > 0 for r in rows)
+    [listed] = [k for k in bill.admin.get("/admin/keys").json()["data"] if k["id"] == key["id"]]
+    assert Decimal(listed["balance"]) >= 0
