@@ -75,7 +75,8 @@ def parse_chat_request(body: bytes) -> tuple[ChatRequest, dict[str, Any]]:
         raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(raw, dict):
         raise InvalidRequest("request body must be a JSON object")
-    check_depth(raw)
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH:  # else it cannot nest that deep
+        check_depth(raw)
     try:
         req = ChatRequest.model_validate(raw)
     except ValidationError as exc:
