@@ -84,7 +84,16 @@ def _reference(cfg: AuditConfig, ledger: Ledger) -> Endpoint | None:
     if not cfg.has_reference:
         return None
     return Endpoint(cfg.reference_url or cfg.base_url, cfg.reference_model or cfg.model,
-                    cfg.reference_api_key, side="reference", ledger=ledger, timeout=cfg.timeout)
+                    cfg.reference_api_key, side="reference", ledger=ledger, timeout=cfg.timeout,
+                    guard=cfg.guard_for("reference"))
+
+
+def _stop_if_refused(*endpoints: Endpoint | None) -> None:
+    """End the audit when the network policy refused a target at connection time (a name
+    that resolved to a forbidden address after the check at the start)."""
+    for ep in endpoints:
+        if ep is not None and ep.refused is not None:
+            raise ep.refused
 
 
 async def _run_check(name: str, ctx: CheckContext) -> CheckResult:
@@ -105,7 +114,8 @@ async def run_audit(cfg: AuditConfig, progress: Progress | None = None) -> dict[
         progress.checks[name] = CheckProgress(name, TITLES[name], budget[name])
     progress.changed()
     ledger = Ledger(cap=cfg.budget_requests, listeners=[progress.count])
-    suspect = Endpoint(cfg.base_url, cfg.model, cfg.api_key, ledger=ledger, timeout=cfg.timeout)
+    suspect = Endpoint(cfg.base_url, cfg.model, cfg.api_key, ledger=ledger, timeout=cfg.timeout,
+                       guard=cfg.guard_for("suspect"))
     reference = _reference(cfg, ledger)
     results: list[CheckResult] = []
     try:
@@ -115,6 +125,7 @@ async def run_audit(cfg: AuditConfig, progress: Progress | None = None) -> dict[
             progress.changed()
             ctx = CheckContext(suspect, reference, claim, cfg.seed, budget[name], cfg.options)
             result = await _run_check(name, ctx)
+            _stop_if_refused(suspect, reference)
             results.append(result)
             entry.state, entry.status = "done", result.status
             progress.changed()

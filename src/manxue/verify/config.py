@@ -1,4 +1,8 @@
-"""What one audit is asked to do (the CLI's options, the POST /v1/verify body)."""
+"""What one audit is asked to do (the CLI's options, the POST /v1/verify body).
+
+`guard` is the network policy for the targets the caller named (the HTTP API sets it; the
+CLI leaves it None and may audit anything); `own_targets` names the sides ("suspect",
+"reference") that the gateway pointed at itself, which the policy does not apply to."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 from manxue.errors import InvalidParameters
 from manxue.verify.checks import CHECKS, DEFAULT
 from manxue.verify.checks.base import CheckOptions
+from manxue.verify.netguard import Policy
 
 DEFAULT_BUDGET = 40
 
@@ -28,6 +33,8 @@ class AuditConfig:
     checks: tuple[str, ...] = DEFAULT
     options: CheckOptions = field(default_factory=CheckOptions)
     timeout: float = 300.0
+    guard: Policy | None = field(default=None, repr=False, compare=False)
+    own_targets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -49,6 +56,19 @@ class AuditConfig:
     @property
     def has_reference(self) -> bool:
         return bool(self.reference_url or self.reference_model)
+
+    def guard_for(self, side: str) -> Policy | None:
+        """The policy for the suspect's or the reference's connections (None: unchecked)."""
+        return None if side in self.own_targets else self.guard
+
+    def guarded_targets(self) -> list[tuple[str, str]]:
+        """(param, URL) of every target the policy applies to, for a check before the start."""
+        if self.guard is None:
+            return []
+        out = [] if "suspect" in self.own_targets else [("base_url", self.base_url)]
+        if self.has_reference and "reference" not in self.own_targets:
+            out.append(("reference_url", self.reference_url or self.base_url))
+        return out
 
     def public(self) -> dict[str, Any]:
         """The settings as shown in results and reports (never the API keys)."""

@@ -231,7 +231,9 @@ def start_bench(work: Path, *, pad: int = 16, second_engine: bool = False, port:
     if copy is not None:
         shutil.copyfile(smol, copy)
     deployments = bench_deployments(smol, q2k, gemma_path(), smollm2_copy=copy)
-    app = build_app(settings_from_dict({"deployments": deployments, "data_dir": str(work)}))
+    # the bench's proxies and engines all listen on loopback: its gateway may audit them
+    app = build_app(settings_from_dict({"deployments": deployments, "data_dir": str(work),
+                                        "verify": {"allow_hosts": ["127.0.0.1"]}}))
     verify_routes.add_routes(app)  # harmless when the app mounts it itself
 
     def at(i: int) -> int:

@@ -8,28 +8,51 @@
     GET  /v1/verify/{id}/report.html → the HTML report (a self-refreshing page while running)
 
 Without base_url the audit targets this gateway itself; without api_key it then uses the
-caller's own key. reference_model without reference_url also means this gateway. Jobs live in
-this process's memory (at most 32; the oldest finished one is dropped first).
+caller's own key. reference_model without reference_url also means this gateway. These
+targets are built here, from the socket the request came in on, so they are always allowed.
+
+What an audit may reach (manxue.verify.netguard). A base_url or reference_url the caller gives
+must be http(s), carry no user:password@, and its host must resolve to public addresses only:
+a host that is or resolves to a loopback, private (RFC 1918, fc00::/7), link-local, CGNAT,
+multicast, unspecified or reserved address (or an IPv6 form of one, e.g. ::ffff:127.0.0.1;
+however spelled: 2130706433, 0x7f.1, localhost, trailing dots) is refused with 403
+`verify_target_forbidden` before anything connects; 422 `verify_target_unresolvable` when the
+name does not resolve. The operator allows their own internal endpoints with
+`[verify] allow_hosts` (host names, addresses, CIDR ranges). The same check runs again inside
+the resolver of every connection the audit makes, which connects only to the addresses it
+checked (no DNS rebinding after the first check). Redirects are not followed, and results
+keep only parsed, bounded evidence of what came back (never a raw body).
+
+Jobs belong to the tenant of the key that started them (the key itself when it has no
+tenant; without keys, to everyone): GET on someone else's job answers 404 as for an unknown
+id. At most `[verify] max_running_per_tenant` jobs run per tenant and `[verify] max_running`
+in all; past either, 429 with Retry-After. Jobs live in this process's memory (at most 32;
+the oldest finished one is dropped first).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from manxue.errors import InvalidParameters, InvalidRequest, ManxueError
-from manxue.server.state import state_of
+from manxue.errors import ConfigError, InvalidParameters, InvalidRequest, ManxueError
+from manxue.server.state import STATE_KEY, client_of, state_of
+from manxue.settings import VerifySettings
 from manxue.verify.checks.base import CheckOptions
 from manxue.verify.config import DEFAULT_BUDGET, AuditConfig, parse_checks
 from manxue.verify.jobs import Job, JobStore
+from manxue.verify.netguard import Policy, TargetForbidden, preflight
 from manxue.verify.report_html import render, render_pending
 
 JOBS_KEY = web.AppKey("manxue_verify_jobs", JobStore)
+POLICY_KEY = web.AppKey("manxue_verify_policy", Policy)
 _STR = ("base_url", "model", "api_key", "claim", "reference_url", "reference_model",
         "reference_api_key")
 _KNOWN = {*_STR, "budget_requests", "seed", "checks", "alpha"}
+_RESOLVE_SECONDS = 10.0
 
 
 class JobNotFound(ManxueError):
@@ -39,10 +62,17 @@ class JobNotFound(ManxueError):
 
 
 def add_routes(app: web.Application) -> None:
-    """Mount the routes (calling it twice is harmless)."""
+    """Mount the routes (calling it twice is harmless). The limits and the allow-list come
+    from the settings of the app's state (build_app sets it before calling this)."""
     if JOBS_KEY in app:
         return
-    app[JOBS_KEY] = JobStore()
+    settings = app[STATE_KEY].settings.verify if STATE_KEY in app else VerifySettings()
+    app[JOBS_KEY] = JobStore(running_limit=settings.max_running,
+                             per_owner_limit=settings.max_running_per_tenant)
+    try:
+        app[POLICY_KEY] = Policy.from_hosts(settings.allow_hosts)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     app.router.add_post("/v1/verify", start_job)
     app.router.add_get("/v1/verify/{id}", get_job)
     app.router.add_get("/v1/verify/{id}/report.html", get_report)
@@ -53,17 +83,24 @@ async def _close(app: web.Application) -> None:
     await app[JOBS_KEY].close()
 
 
-def _authenticate(request: web.Request) -> None:
+def _owner(request: web.Request) -> str | None:
+    """Authenticate the caller; its jobs' owner: the key's tenant, else the key (None when
+    metering is off or no key exists yet)."""
     meter = state_of(request).meter
-    if meter is not None:
-        meter.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"),
-                           request.remote)
+    if meter is None:
+        return None
+    rec = meter.authenticate(request.headers.get("Authorization"),
+                             request.headers.get("x-api-key"), lambda: client_of(request))
+    if rec is None:
+        return None
+    return rec.tenant_id or rec.id
 
 
-def _own_url(request: web.Request) -> str:
+def _own_url(request: web.Request) -> str | None:
+    """This gateway's URL, from the socket the request came in on (never from headers)."""
     sock = request.transport.get_extra_info("sockname") if request.transport else None
-    if not sock:
-        return f"{request.scheme}://{request.host}"
+    if not isinstance(sock, tuple) or len(sock) < 2:
+        return None
     host, port = str(sock[0]), int(sock[1])
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
@@ -78,7 +115,7 @@ def _caller_key(request: web.Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def config_from(body: dict[str, Any], own_url: str, caller_key: str | None) -> AuditConfig:
+def _validate(body: dict[str, Any]) -> None:
     unknown = sorted(set(body) - _KNOWN)
     if unknown:
         raise InvalidParameters(f"unknown field(s) {', '.join(unknown)}; known: "
@@ -97,23 +134,61 @@ def config_from(body: dict[str, Any], own_url: str, caller_key: str | None) -> A
     alpha = body.get("alpha", CheckOptions.alpha)
     if isinstance(alpha, bool) or not isinstance(alpha, int | float):
         raise InvalidParameters("'alpha' must be a number", param="alpha")
-    base = body.get("base_url") or own_url
-    extra: dict[str, Any] = {}
     seed = body.get("seed")
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InvalidParameters("'seed' must be an integer", param="seed")
-        extra["seed"] = seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InvalidParameters("'seed' must be an integer", param="seed")
+
+
+def _self(own_url: str | None, param: str) -> str:
+    if own_url is None:
+        raise InvalidParameters(f"this gateway cannot tell its own address for this request; "
+                                f"give {param}", param=param)
+    return own_url
+
+
+def config_from(body: dict[str, Any], own_url: str | None, caller_key: str | None, *,
+                guard: Policy | None = None) -> AuditConfig:
+    """The audit a POST /v1/verify body asks for. Targets the caller names are subject to
+    `guard`; those built here (this gateway, `own_url`) are not."""
+    _validate(body)
+    own: set[str] = set()
+    if not body.get("base_url"):
+        own.add("suspect")
+    self_reference = bool(body.get("reference_model")) and not body.get("reference_url")
+    if self_reference:
+        own.add("reference")
+    base = body.get("base_url") or _self(own_url, "base_url")
+    extra: dict[str, Any] = {}
+    if body.get("seed") is not None:
+        extra["seed"] = body["seed"]
     return AuditConfig(
         base_url=base, model=body["model"],
-        api_key=body.get("api_key") or (caller_key if base == own_url else None),
+        api_key=body.get("api_key") or (caller_key if "suspect" in own else None),
         claim=body.get("claim"),
-        reference_url=body.get("reference_url") or (own_url if body.get("reference_model") else None),
+        reference_url=body.get("reference_url")
+        or (_self(own_url, "reference_url") if self_reference else None),
         reference_model=body.get("reference_model"),
-        reference_api_key=body.get("reference_api_key")
-        or (caller_key if body.get("reference_model") and not body.get("reference_url") else None),
-        budget_requests=budget, checks=parse_checks(checks),
-        options=CheckOptions(alpha=float(alpha)), **extra)
+        reference_api_key=body.get("reference_api_key") or (caller_key if self_reference else None),
+        budget_requests=body.get("budget_requests", DEFAULT_BUDGET),
+        checks=parse_checks(body.get("checks")),
+        options=CheckOptions(alpha=float(body.get("alpha", CheckOptions.alpha))),
+        guard=guard, own_targets=frozenset(own), **extra)
+
+
+async def check_targets(cfg: AuditConfig) -> None:
+    """Refuse, before anything connects, a target the network policy forbids (403) or whose
+    host does not resolve (422)."""
+    if cfg.guard is None:
+        return
+    for param, url in cfg.guarded_targets():
+        try:
+            await asyncio.wait_for(preflight(url, cfg.guard), _RESOLVE_SECONDS)
+        except TargetForbidden as exc:
+            raise TargetForbidden(f"{param}: {exc.message}", param=param) from None
+        except OSError as exc:  # socket.gaierror, TimeoutError
+            raise InvalidParameters(f"{param}: the host of {url!r} does not resolve "
+                                    f"({type(exc).__name__}: {exc}); check the URL",
+                                    code="verify_target_unresolvable", param=param) from None
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -122,7 +197,7 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 
 
 async def start_job(request: web.Request) -> web.Response:
-    _authenticate(request)
+    owner = _owner(request)
     raw = await request.read()
     try:
         body = orjson.loads(raw) if raw.strip() else {}
@@ -130,16 +205,21 @@ async def start_job(request: web.Request) -> web.Response:
         raise InvalidRequest("body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object")
-    cfg = config_from(body, _own_url(request), _caller_key(request))
-    job = request.app[JOBS_KEY].start(cfg)
+    cfg = config_from(body, _own_url(request), _caller_key(request),
+                      guard=request.app[POLICY_KEY])
+    store = request.app[JOBS_KEY]
+    store.admit(owner)
+    await check_targets(cfg)
+    job = store.start(cfg, owner)
     return _json({"id": job.id, "object": "verify.job", "status": job.status,
                   "url": f"/v1/verify/{job.id}"}, status=202,
                  headers={"Location": f"/v1/verify/{job.id}"})
 
 
 def _job(request: web.Request) -> Job:
-    _authenticate(request)
-    job = request.app[JOBS_KEY].get(request.match_info["id"])
+    """The caller's job named in the path; someone else's answers 404 as an unknown one."""
+    owner = _owner(request)
+    job = request.app[JOBS_KEY].get(request.match_info["id"], owner)
     if job is None:
         raise JobNotFound(f"no verify job {request.match_info['id']!r} here (jobs are kept in "
                           "memory, the oldest are dropped)", param="id")

@@ -77,21 +77,24 @@ def sent(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def received(reply: Reply | StreamReply) -> dict[str, Any]:
-    """What came back, as shown in the evidence."""
+    """What came back, as shown in the evidence: parsed and bounded (clipped chat text, the
+    usage counts, an error's OpenAI-style message/type/code), never a raw body."""
     out: dict[str, Any] = {"status": reply.status}
     if reply.error:
-        out["error"] = reply.error
+        out["error"] = clip(reply.error)
+    if reply.api_error:
+        out["api_error"] = dict(reply.api_error)
     if isinstance(reply, StreamReply):
         out.update(chunks=len(reply.chunks), done=reply.done, content=clip(reply.joined("content")))
         reasoning = reply.joined("reasoning_content")
         if reasoning:
             out["reasoning_content"] = clip(reasoning)
+        if reply.malformed:
+            out["malformed"] = reply.malformed[:5]
     elif reply.ok:
         out["content"] = clip(reply.content)
         if reply.reasoning:
             out["reasoning_content"] = clip(reply.reasoning)
-    else:
-        out["body"] = clip(reply.text)
     if reply.usage is not None:
         out["usage"] = reply.usage
     return out

@@ -124,8 +124,7 @@ def _usage_item(where: str, u: dict[str, Any] | None, claim: Candidate | None) -
 
 
 def _error_item(name: str, r: Reply) -> Item:
-    err = r.data.get("error") if isinstance(r.data, dict) else None
-    ok = r.status in (400, 404, 422) and isinstance(err, dict) and bool(err.get("message"))
+    ok = r.status in (400, 404, 422) and r.api_error is not None
     return Item(name, ok, detail=f"status {r.status}")
 
 
