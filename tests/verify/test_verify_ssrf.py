@@ -80,7 +80,9 @@ class Hostile:
 
 
 class Rebinding(AbstractResolver):
-    """DNS that answers a public address for the first lookup of a name, then 127.0.0.1."""
+    """DNS that answers an allowed address (127.0.0.2, allow-listed in the test) for the first
+    lookup of a name, then 127.0.0.1: all on loopback, so nothing can leave the machine even
+    if the guard failed."""
 
     def __init__(self) -> None:
         self.lookups = 0
@@ -88,7 +90,7 @@ class Rebinding(AbstractResolver):
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         self.lookups += 1
-        addr = "93.184.216.34" if self.lookups == 1 else "127.0.0.1"
+        addr = "127.0.0.2" if self.lookups == 1 else "127.0.0.1"
         return [ResolveResult(hostname=host, host=addr, port=port, family=socket.AF_INET,
                               proto=0, flags=0)]
 
@@ -179,12 +181,12 @@ def test_non_public_targets_are_refused_before_any_connection(
 
 def test_a_name_rebound_to_loopback_after_the_check_is_refused_at_connection(
         tmp_path: Path, upstream: Upstream, quiet_canary: Canary) -> None:
-    """The name resolves to a public address when the request is checked, to 127.0.0.1 when
+    """The name resolves to an allowed address when the request is checked, to 127.0.0.1 when
     the audit connects: the connection is refused, the job fails and says why."""
     app = build_app(settings_from_dict({"deployments": [deployment(upstream, "primary")],
                                         "data_dir": str(tmp_path)}))
     dns = Rebinding()
-    app[POLICY_KEY] = Policy.from_hosts([], resolver=lambda: dns)
+    app[POLICY_KEY] = Policy.from_hosts(["127.0.0.2"], resolver=lambda: dns)
     with LoopbackServer(app) as srv:
         r = _post(srv.url, {"model": "m", "checks": ["protocol"],
                             "base_url": f"http://rebind.test:{quiet_canary.server.port}/v1"})
