@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from manxue.testing.deepseek_emulator import Behavior
 from tests.helpers import Upstream
 
 
@@ -108,3 +111,121 @@ def test_help_reads_like_a_product(args):
                        timeout=30)
     assert r.returncode == 0
     assert "manxue" in r.stdout.lower() or "--port" in r.stdout
+
+
+# -- exposure, ports and shutdown (fast: billing off, no deployment to load) --
+
+NO_BILLING = "[billing]\nenabled = false\n"
+
+
+def _bare(tmp_path: Path, extra: str = "") -> Path:
+    cfg = tmp_path / "bare.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n{NO_BILLING}{extra}')
+    return cfg
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "manxue", "serve", *args], capture_output=True,
+                          text=True, timeout=30)
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "error" in line.lower()]
+
+
+@pytest.mark.parametrize(("args", "extra"), [
+    (["--host", "0.0.0.0"], ""),
+    (["--host", "::"], ""),
+    ([], '[server]\nhost = "0.0.0.0"\n'),
+])
+def test_open_gateway_off_loopback_is_refused(tmp_path, args, extra):
+    cfg = _bare(tmp_path, extra)
+    r = _run("--config", str(cfg), "--port", str(_free_port()), *args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith("error: refusing to serve")
+    for hint in ("manxue keys create", "127.0.0.1", "--insecure-open"):
+        assert hint in line
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_insecure_open_serves_with_a_loud_warning(tmp_path, how):
+    cfg = _bare(tmp_path, "[server]\ninsecure_open = true\n" if how == "config" else "")
+    proc, port = _start("--config", str(cfg), "--host", "0.0.0.0",
+                        *(["--insecure-open"] if how == "flag" else []))
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/models")
+        assert r.status_code == 200
+    finally:
+        out = _stop(proc)
+    assert "WARNING" in out and "INSECURE" in out and "anyone who can reach this port" in out
+    assert f"listening on http://0.0.0.0:{port}" in out
+
+
+def test_loopback_without_billing_needs_no_flag(tmp_path):
+    proc, port = _start("--config", str(_bare(tmp_path)))
+    out = _stop(proc)
+    assert "INSECURE" not in out and f"listening on http://127.0.0.1:{port}" in out
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "65536", "http"])
+def test_port_out_of_range_is_a_cli_error(tmp_path, port):
+    r = _run("--config", str(_bare(tmp_path)), "--port", port)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--port" in r.stderr and "listening" not in r.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_port_in_use_is_one_error_line(tmp_path, workers):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        r = _run("--config", str(_bare(tmp_path)), "--port", str(port), "--workers", workers)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "listening" not in r.stderr
+    assert _error_lines(r.stderr) == [
+        f"error: cannot listen on 127.0.0.1:{port}: address already in use; pick another with "
+        "--port, or stop the program using it"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stops_gracefully_on_signals(tmp_path, upstream, sig):
+    proc, port = _start("--config", str(_config(tmp_path, upstream)))
+    upstream.emu.push(Behavior(first_byte_delay=1.0))
+    result: list[httpx.Response] = []
+
+    def slow() -> None:
+        result.append(httpx.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions", timeout=30,
+            json={"model": "deepseek-chat", "messages": [{"role": "user", "content": "slow"}]}))
+
+    t = threading.Thread(target=slow)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not upstream.emu.received and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(sig)  # the request in flight is answered before the process exits
+    t.join(30)
+    try:
+        out, _ = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    assert result and result[0].status_code == 200, out
+    assert proc.returncode == 0 and "manxue stopped" in out and "Traceback" not in out
+
+
+def test_malformed_http_is_openai_error_json(tmp_path):
+    proc, port = _start("--config", str(_bare(tmp_path)))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+            raw = b""
+            while chunk := s.recv(65536):
+                raw += chunk
+    finally:
+        _stop(proc)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b" 400 " in head.split(b"\r\n")[0] and b"application/json" in head
+    assert json.loads(body)["error"]["code"] == "bad_http_request"

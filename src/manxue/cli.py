@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from manxue import __version__
 from manxue.errors import ConfigError
@@ -78,7 +79,7 @@ def _with_models(settings: Settings, model: Path | None, name: str | None,
 ModelOpt = Annotated[Path | None, typer.Option(
     "--model", "-m", help="Serve this GGUF file in-process (a local deployment).",
     exists=True, dir_okay=False)]
-NameOpt = Annotated[str | None, typer.Option(help="Public model name for --model [default: file name].")]
+NameOpt = Annotated[str | None, typer.Option(help="Public model name for --model \\[default: file name].")]
 TemplateOpt = Annotated[str | None, typer.Option(
     "--chat-template", help="Chat template for --model: a name, a Jinja file, or 'gguf'.")]
 
@@ -89,28 +90,44 @@ def serve(
     model: ModelOpt = None,
     name: NameOpt = None,
     chat_template: TemplateOpt = None,
-    host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to bind [default: 8765].")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind \\[default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(
+        help="Port to bind, 1 to 65535 \\[default: 8765].", min=1, max=65535)] = None,
     workers: Annotated[int | None, typer.Option(
-        help="Worker processes sharing the port [default: 1].", min=1)] = None,
+        help="Worker processes sharing the port \\[default: 1].", min=1)] = None,
     offline: Annotated[bool, typer.Option(
         "--offline", help="Refuse every deployment that is not local.")] = False,
+    insecure_open: Annotated[bool, typer.Option(
+        "--insecure-open", help="Serve a non-loopback --host with billing off, so without any "
+        "API key: anyone who reaches the port can use every model.")] = False,
 ) -> None:
     """Start the API server (OpenAI/DeepSeek-compatible, under /v1).
 
-    With no config and no --model it serves SmolLM2-135M-Instruct, shipped with manxue, as
-    model `smollm2`.
+    With no config and no --model it serves SmolLM2-135M-Instruct as model `smollm2`.
+
+    With billing off (no API keys at all) it binds only loopback addresses, unless --insecure-open.
     """
+    from manxue.server.run import CannotListen
     from manxue.server.run import serve as run_server
 
-    settings = _load(config, host=host, port=port, workers=workers, offline=offline or None)
+    settings = _load(config, host=host, port=port, workers=workers, offline=offline or None,
+                     insecure_open=insecure_open or None)
     settings = _with_models(settings, model, name, chat_template, use_default=config is None)
     try:
         settings.check_offline()
-        run_server(settings)
+        status = run_server(settings)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        _fail(exc, 2)
+    except CannotListen as exc:
+        _fail(exc, 1)
+    if status:
+        raise typer.Exit(status)
+
+
+def _fail(exc: Exception, status: int) -> NoReturn:
+    """Print `exc` as one error line (not wrapped, not read as markup) and exit."""
+    err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+    raise typer.Exit(status) from None
 
 
 @app.command("models")

@@ -107,11 +107,10 @@ def _when(value: str | None, label: str) -> datetime | None:
     if value is None:
         return None
     try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
+        return in_utc(datetime.fromisoformat(value))
+    except (ValueError, OverflowError):  # overflow: a zone that moves it past year 1 or 9999
         err.print(f"[red]error:[/red] {label} must be an ISO 8601 date or time, e.g. 2026-11-01")
         raise typer.Exit(2) from None
-    return in_utc(dt)
 
 
 @keys_app.command("create")
@@ -170,7 +169,7 @@ def list_keys(
     t = _whole(Table("id", "prefix", "tenant", "status", "balance", "spent", "limits", "models"))
     for r in rows:
         limits = " ".join(f"{k}={r[k]}" for k in ("rpm", "tpm", "max_concurrency") if r[k])
-        status = "disabled" if r["disabled"] else "active"
+        status = r["status"]
         balance = f"{r['balance']} {r['currency']}" if r["balance"] is not None else "postpaid"
         t.add_row(r["id"], r["prefix"] + "…", r["tenant"], status, balance,
                   f"{r['spent']} {r['currency']}", limits or "-", ",".join(r["models"] or []) or "all")
@@ -199,7 +198,7 @@ def _change(ref: str, config: Path | None, json: bool, action: str, **kw: Any) -
         out.print(f"new secret for {rec.id} (shown only now): [bold green]{secret}[/bold green]")
     else:
         balance = f", balance {data['balance']} {rec.currency}" if data["balance"] is not None else ""
-        out.print(f"{rec.id}: {'disabled' if rec.disabled else 'active'}{balance}")
+        out.print(f"{rec.id}: {rec.status()}{balance}")
 
 
 @keys_app.command("set")

@@ -80,10 +80,20 @@ class KeyRecord:
             credits_nano=self.credits_nano if self.prepaid else None,
             daily_budget_nano=self.daily_budget_nano, monthly_budget_nano=self.monthly_budget_nano))
 
+    def status(self, now: datetime | None = None) -> str:
+        """'disabled', 'expired' (its expires_at has passed) or 'active': whether a request
+        with this key is served, as `Meter.authenticate` decides it."""
+        if self.disabled:
+            return "disabled"
+        if self.expires_at is not None and self.expires_at <= (now or _now()):
+            return "expired"
+        return "active"
+
     def public(self, spent_nano: int | None = None) -> dict[str, Any]:
         d = asdict(self)
         d.pop("key_hash")
         d.pop("limits")
+        d["status"] = self.status()
         d["models"] = sorted(self.models) if self.models is not None else None
         for k in ("created_at", "expires_at"):
             d[k] = d[k].isoformat() if d[k] else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from manxue.pricing.lists import in_utc
 from manxue.store.tables import api_keys, ledger, tenants
 
 DIMENSIONS = ("tenant", "key", "model", "deployment", "day")
+_MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 
 
 def _aware(dt: datetime) -> datetime:
@@ -159,10 +161,16 @@ def _summary_row(by: str, name: str, currency: str | None, t: _Totals,
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """The start of `month` (YYYY-MM, 0001-01 to 9999-11) and of the month after, in UTC."""
     try:
+        if not _MONTH.fullmatch(month):
+            raise ValueError(month)
         start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
     except ValueError:
-        raise InvalidParameters(f"month must look like 2026-11, not {month!r}", param="month") from None
+        raise InvalidParameters(f"month must look like 2026-11 (YYYY-MM, months 01 to 12), "
+                                f"not {month!r}", param="month") from None
+    if start.year == 9999 and start.month == 12:
+        raise InvalidParameters("month must be 9999-11 or earlier", param="month")
     if start.month == 12:
         return start, start.replace(year=start.year + 1, month=1)
     end = start.replace(month=start.month + 1)

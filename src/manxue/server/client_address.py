@@ -56,10 +56,22 @@ class ProxyRule:
 
 
 def parse_ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as a proxy writes it (`1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]`,
+    `[::1]:5678`), IPv4-mapped IPv6 read as IPv4; None for anything else."""
     if not address:
         return None
+    text = address.strip()
+    if text.startswith("["):  # [v6] or [v6]:port
+        end = text.find("]")
+        if end < 0 or not (text[end + 1:] == "" or _is_port(text[end + 1:])):
+            return None
+        text = text[1:end]
+    elif text.count(":") == 1:  # v4:port (a bare IPv6 address has at least two colons)
+        text, _, port = text.partition(":")
+        if not _is_port(":" + port):
+            return None
     try:
-        ip = ipaddress.ip_address(address.strip("[]"))
+        ip = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -67,6 +79,24 @@ def parse_ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Addre
     return ip
 
 
+def _is_port(text: str) -> bool:
+    digits = text[1:]
+    return text[:1] == ":" and digits.isascii() and digits.isdecimal() and len(digits) <= 5
+
+
 def is_loopback(address: str | None) -> bool:
+    """True for an address on this machine (127.0.0.0/8, ::1, IPv4-mapped loopback)."""
     ip = parse_ip(address)
     return ip is not None and ip.is_loopback
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True when binding `host` ([server] host, --host) reaches this machine only:
+    `localhost`, an address in 127.0.0.0/8, or ::1. Any other name, the wildcard addresses
+    (0.0.0.0, ::, empty) and every other address count as reachable from the network."""
+    if host is None:
+        return False
+    name = host.strip().rstrip(".").lower()
+    if name == "localhost":
+        return True
+    return is_loopback(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -30,8 +31,8 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
     u = make_url(url)
     kwargs: dict[str, Any] = {"future": True}
     if u.drivername.startswith("sqlite"):
-        if u.database and u.database != ":memory:":
-            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            _create_private(Path(u.database).expanduser())
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
@@ -42,6 +43,19 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
     if migrate:
         upgrade(engine)
     return engine
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file, and its folder when missing, readable by this user only
+    (0600, the folder 0700): it holds key hashes, tenants and the ledger. SQLite gives the
+    -wal and -shm files it makes later the database file's own mode. An existing file or
+    folder keeps the mode it has."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)  # an empty file is a new, empty database to SQLite
 
 
 def _bind_none_and_bools_directly() -> None:

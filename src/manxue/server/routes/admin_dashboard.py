@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from manxue.accounting import timeseries
 from manxue.errors import InvalidParameters
-from manxue.server.routes.admin_keys import admin_meter, query_time
+from manxue.server.routes.admin_keys import admin_meter, query_int, query_time
 from manxue.server.state import state_of
 
 
@@ -36,11 +37,21 @@ def add_routes(app: web.Application) -> None:
 
 
 def _int(value: str | None, name: str, default: int, most: int) -> int:
-    if value is None or value == "":
-        return default
-    if not value.isdigit() or not 1 <= int(value) <= most:
-        raise InvalidParameters(f"{name} must be an integer from 1 to {most}", param=name)
-    return int(value)
+    n = query_int(value, name, default, most)
+    assert n is not None  # the default is a number
+    return n
+
+
+_EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)  # buckets are counted from the bounds: keep them
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC)    # well inside what a datetime can hold
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    """`query_time`, between years 1000 and 9998."""
+    dt = query_time(value, name)
+    if dt is not None and not _EARLIEST <= dt < _LATEST:
+        raise InvalidParameters(f"{name} must be between 1000-01-01 and 9998-12-31", param=name)
+    return dt
 
 
 def _json(obj: Any) -> web.Response:
@@ -51,7 +62,7 @@ def _json(obj: Any) -> web.Response:
 async def series(request: web.Request) -> web.Response:
     meter = admin_meter(request)
     q = request.query
-    since, until = query_time(q.get("since"), "since"), query_time(q.get("until"), "until")
+    since, until = _time(q.get("since"), "since"), _time(q.get("until"), "until")
     top = _int(q.get("top"), "top", 8, 50)
     await meter.writer.flush()  # include everything settled so far
     data = await asyncio.to_thread(
@@ -63,7 +74,7 @@ async def series(request: web.Request) -> web.Response:
 async def errors(request: web.Request) -> web.Response:
     meter = admin_meter(request)
     q = request.query
-    since, until = query_time(q.get("since"), "since"), query_time(q.get("until"), "until")
+    since, until = _time(q.get("since"), "since"), _time(q.get("until"), "until")
     limit = _int(q.get("limit"), "limit", 10, 100)
     await meter.writer.flush()
     failed = await asyncio.to_thread(timeseries.top_errors, meter.store.engine, since=since,

@@ -45,6 +45,14 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/admin/deployments/{name}", remove_deployment)
 
 
+def has_admin_key(request: web.Request) -> bool:
+    """True when the admin API is on and the request carries its key (never raises)."""
+    expected = os.environ.get(ADMIN_KEY_ENV, "")
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), expected.encode())
+
+
 def check_admin(request: web.Request) -> None:
     """Raise unless the request carries the admin key."""
     expected = os.environ.get(ADMIN_KEY_ENV, "")

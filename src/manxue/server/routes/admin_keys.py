@@ -13,6 +13,7 @@ Every call needs `Authorization: Bearer <MANXUE_ADMIN_KEY>`.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -45,6 +46,9 @@ def add_routes(app: web.Application) -> None:
 def admin_meter(request: web.Request) -> Meter:
     """The meter, for a request carrying the admin key (503 when metering is off)."""
     check_admin(request)
+    for name, value in request.query.items():  # PostgreSQL refuses NUL in text: say so first
+        if "\x00" in value:
+            raise InvalidParameters(f"{name} must not contain a NUL character", param=name)
     meter = state_of(request).meter
     if meter is None:
         raise ServiceUnavailable("metering is off on this gateway ([billing] enabled = false)",
@@ -94,10 +98,24 @@ def query_time(value: Any, name: str) -> datetime | None:
     try:
         if not isinstance(value, str):
             raise ValueError(value)
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidParameters(f"{name} must be ISO 8601", param=name) from None
-    return in_utc(dt)
+        return in_utc(datetime.fromisoformat(value))
+    except (ValueError, OverflowError):  # overflow: a zone that moves it past year 1 or 9999
+        raise InvalidParameters(f"{name} must be an ISO 8601 time between years 1 and 9999, "
+                                "e.g. 2026-11-01 or 2026-11-01T08:00:00Z", param=name) from None
+
+
+def query_int(value: str | None, name: str, default: int | None, most: int) -> int | None:
+    """A whole-number query parameter from 1 to `most` (`default` when absent or empty)."""
+    if value is None or value == "":
+        return default
+    digits = value.lstrip("0")
+    if (not (value.isascii() and value.isdecimal()) or len(digits) > len(str(most))
+            or not 1 <= int(value) <= most):
+        raise InvalidParameters(f"{name} must be a whole number from 1 to {most}", param=name)
+    return int(value)
+
+
+USAGE_LIMIT_MAX = 1_000_000
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -213,9 +231,7 @@ async def usage(request: web.Request) -> web.Response:
     meter = admin_meter(request)
     q = request.query
     since, until = query_time(q.get("since"), "since"), query_time(q.get("until"), "until")
-    limit = q.get("limit")
-    if limit is not None and not limit.isdigit():
-        raise InvalidParameters("limit must be a positive integer", param="limit")
+    limit = query_int(q.get("limit"), "limit", None, USAGE_LIMIT_MAX)
     engine = meter.store.engine
     await meter.writer.flush()  # include everything settled so far
     if q.get("by"):
@@ -226,7 +242,7 @@ async def usage(request: web.Request) -> web.Response:
     else:
         data = await asyncio.to_thread(reports.usage_rows, engine, tenant=q.get("tenant"),
                                        key=q.get("key"), since=since, until=until,
-                                       limit=int(limit) if limit else None)
+                                       limit=limit)
     return _json({"object": "list", "data": data})
 
 
@@ -235,6 +251,7 @@ async def invoice(request: web.Request) -> web.Response:
     tenant, month = request.query.get("tenant"), request.query.get("month")
     if not tenant or not month:
         raise InvalidRequest("give ?tenant=NAME&month=YYYY-MM")
+    reports.month_bounds(month)  # 422 for a month it cannot invoice, before the flush
     fmt = request.query.get("format", "csv")
     if fmt not in ("csv", "json"):
         raise InvalidParameters("format must be csv or json", param="format")
@@ -242,5 +259,6 @@ async def invoice(request: web.Request) -> web.Response:
     if fmt == "json":
         return _json(await asyncio.to_thread(reports.invoice, meter.store.engine, tenant, month))
     text = await asyncio.to_thread(reports.invoice_csv, meter.store.engine, tenant, month)
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"invoice-{tenant}-{month}")  # a safe header value
     return web.Response(text=text, content_type="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="invoice-{tenant}-{month}.csv"'})
+        "Content-Disposition": f'attachment; filename="{name}.csv"'})

@@ -1,4 +1,10 @@
-"""Liveness, readiness, Prometheus metrics and the model list."""
+"""Liveness, readiness, Prometheus metrics and the model list.
+
+On a gateway bound to an address other than loopback ([server] host), or for a client not on
+this machine (a request through a reverse proxy counts as remote), /metrics needs the admin
+key and /ready tells callers without it only `{"status": ...}` (with the same status code),
+unless `[server] public_metrics = true`. /health is always public.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,9 @@ import orjson
 from aiohttp import web
 
 from manxue.accounting.keys import KeyRecord
-from manxue.errors import ModelNotFound
-from manxue.server.state import state_of
+from manxue.errors import ModelNotFound, PermissionDenied
+from manxue.server.client_address import is_loopback_host
+from manxue.server.state import client_of, state_of
 
 
 async def health(request: web.Request) -> web.Response:
@@ -31,13 +38,46 @@ async def ready(request: web.Request) -> web.Response:
     elif not ok:
         body["message"] = ("no deployment can take requests: configure one with --config, "
                            "or wait for paused ones to recover")
+    if _guarded(request) and not _is_admin(request):
+        body = {"status": body["status"]}  # no deployment names, breakers or messages
     return web.Response(status=200 if ok else 503, body=orjson.dumps(body),
                         content_type="application/json")
 
 
 async def metrics(request: web.Request) -> web.Response:
+    if _guarded(request):
+        _check_metrics_admin(request)
     body = state_of(request).metrics.render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+def _guarded(request: web.Request) -> bool:
+    """True when operational details are for the admin only: `[server] public_metrics` is
+    off, and the gateway is bound to an address other than loopback or the client is not on
+    this machine (forwarding headers are believed from trusted proxies only)."""
+    st = state_of(request)
+    server = st.settings.server
+    if server.public_metrics:
+        return False
+    return not is_loopback_host(server.host) or not st.proxies.is_local(request)
+
+
+def _is_admin(request: web.Request) -> bool:
+    from manxue.server.routes.admin_deployments import has_admin_key  # it imports this module
+
+    return has_admin_key(request)
+
+
+def _check_metrics_admin(request: web.Request) -> None:
+    from manxue.server.routes.admin_deployments import ADMIN_KEY_ENV, check_admin
+
+    try:
+        check_admin(request)
+    except PermissionDenied:  # no admin key configured at all
+        raise PermissionDenied(
+            "/metrics needs the admin key on a gateway bound to a network address: start it "
+            f"with {ADMIN_KEY_ENV} set and send 'Authorization: Bearer <admin key>', or set "
+            "[server] public_metrics = true", code="metrics_need_admin_key") from None
 
 
 def _key(request: web.Request) -> KeyRecord | None:
@@ -46,7 +86,7 @@ def _key(request: web.Request) -> KeyRecord | None:
     if meter is None:
         return None
     return meter.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"),
-                              request.remote)
+                              lambda: client_of(request))
 
 
 async def models(request: web.Request) -> web.Response:
