@@ -75,9 +75,10 @@ def _check_metrics_admin(request: web.Request) -> None:
         check_admin(request)
     except PermissionDenied:  # no admin key configured at all
         raise PermissionDenied(
-            "/metrics needs the admin key on a gateway bound to a network address: start it "
-            f"with {ADMIN_KEY_ENV} set and send 'Authorization: Bearer <admin key>', or set "
-            "[server] public_metrics = true", code="metrics_need_admin_key") from None
+            "/metrics needs the admin key for clients not on this machine (or on a gateway bound "
+            f"to a network address): start it with {ADMIN_KEY_ENV} set and send 'Authorization: "
+            "Bearer <admin key>', or set [server] public_metrics = true",
+            code="metrics_need_admin_key") from None
 
 
 def _key(request: web.Request) -> KeyRecord | None:
