@@ -38,10 +38,19 @@ def test_requantized_weights_are_caught_by_the_distribution_test(bench: Bench) -
     assert first["endpoint_first_logprobs"] != first["reference_first_logprobs"]
 
 
-def test_other_family_is_caught_by_tokenizer_and_distribution(bench: Bench) -> None:
+def test_other_family_is_caught_by_the_tokenizer_alone(bench: Bench) -> None:
     r = bench.audit("gemma", checks=("tokenizer", "distribution"), budget_requests=19, seed=5)
     assert r["verdict"] == "substituted"
-    assert check(r, "tokenizer")["rejects_claim"] and check(r, "distribution")["rejects_claim"]
+    assert check(r, "tokenizer")["rejects_claim"]
+    dist = check(r, "distribution")  # gemma3 identified exactly: nothing left to test
+    assert dist["status"] == "skip" and dist["summary"] == "the tokenizer already decided"
+    assert r["requests"] == 3 and r["reference_requests"] == 0
+    assert next(iter(r["posterior"])) == "gemma-3-270m"
+
+
+def test_other_family_is_caught_by_the_distribution_test_too(bench: Bench) -> None:
+    r = bench.audit("gemma", checks=("distribution",), budget_requests=16, seed=5)
+    assert r["verdict"] == "substituted" and check(r, "distribution")["rejects_claim"]
 
 
 def test_budget_caps_requests_and_checks_say_what_they_skipped(bench: Bench) -> None:

@@ -22,6 +22,20 @@ class LevelPrior:
     def mean(self) -> float:
         return self.a / (self.a + self.b)
 
+    @property
+    def variance(self) -> float:
+        n = self.a + self.b
+        return self.a * self.b / (n * n * (n + 1))
+
+
+FLAT = (LevelPrior(1.0, 1.0),) * len(LEVELS)
+"""Any pass rate equally likely: the prior of a model the catalog does not list."""
+UNLISTED = "unlisted"
+"""The group of the stand-ins for models the catalog does not list (see `unlisted`)."""
+SEPARATION = 2.0
+"""Pass-rate priors closer than this many standard deviations at every level are within
+calibration noise of each other: the probes cannot tell those models apart."""
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -95,3 +109,32 @@ def rivals(claim: Candidate | None) -> list[Candidate]:
     """Candidates for the posterior: the claim's group (all models when the claim is unknown)."""
     group = [c for c in catalog() if claim is None or c.group == claim.group]
     return [c for c in group if c.has_priors]
+
+
+def with_tokenizer(families: list[str], exclude: list[Candidate]) -> list[Candidate]:
+    """The models that use one of `families`, for a posterior whose group has none: the
+    catalog's (outside `exclude`), and for a family no catalog model uses, an `unlisted`
+    stand-in, so that the probability goes where the tokenizer points."""
+    taken = {c.id for c in exclude}
+    listed = [c for c in catalog() if c.tokenizer in families and c.has_priors and c.id not in taken]
+    covered = {c.tokenizer for c in listed}
+    return listed + [unlisted(f) for f in families if f not in covered]
+
+
+def unlisted(family: str) -> Candidate:
+    """A model the catalog does not list that uses the `family` tokenizer (flat priors, no
+    known API traits)."""
+    return Candidate(id=f"unlisted ({family} tokenizer)",
+                     name=f"a model not in the catalog that uses the {family} tokenizer",
+                     group=UNLISTED, tokenizer=family, priors=FLAT)
+
+
+def indistinguishable(a: Candidate, b: Candidate, z: float = SEPARATION) -> bool:
+    """Whether the probes cannot tell `a` from `b`: at every level their pass-rate priors'
+    means differ by at most `z` standard deviations of the difference (both priors' spread:
+    the calibration's own noise). E.g. SmolLM2 and its Q2_K copy (measured 21/1/2 and 18/1/4
+    passes of 60) are; SmolLM2 and Gemma-3-270M (5/0/1) are not."""
+    if not (a.has_priors and b.has_priors):
+        return False
+    return all(abs(pa.mean - pb.mean) <= z * (pa.variance + pb.variance) ** 0.5
+               for pa, pb in zip(a.priors, b.priors, strict=True))

@@ -1,21 +1,33 @@
 """`manxue verify`: audit an OpenAI-compatible endpoint and print the verdict.
 
-Mounted in manxue/cli.py as `app.command("verify")(verify)`. Exit status: 0 authentic,
-1 substituted, 3 inconclusive, 2 bad usage.
+Mounted in manxue/cli.py as `app.command("verify")(verify)`. Exit status (EXIT): 0 authentic,
+1 substituted, 3 inconclusive, 4 error (the endpoint or the reference could not be used), 2 bad
+usage. While it runs, a progress bar on stderr (when stderr is a terminal, and not with --json)
+shows the requests spent of the budget, the check running and the evidence so far.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
-from rich.table import Table
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Column, Table
 
 from manxue.errors import ManxueError
 from manxue.verify.audit import Progress as AuditProgress
@@ -25,7 +37,9 @@ from manxue.verify.report_html import render
 
 out = Console()
 err = Console(stderr=True)
-EXIT = {"authentic": 0, "substituted": 1, "inconclusive": 3}
+EXIT = {"authentic": 0, "substituted": 1, "inconclusive": 3, "error": 4}
+"""Exit status per verdict; 2 is bad usage (typer's and ours)."""
+USAGE = 2
 
 
 def verify(
@@ -55,7 +69,12 @@ def verify(
         "--checks", help="Checks to run (repeat or comma-separate): tokenizer, protocol, "
         "capability, distribution, context; 'all'; default: all but context.")] = None,
 ) -> None:
-    """Audit an endpoint: is it really the claimed model, at full strength?"""
+    """Audit an endpoint: is it really the claimed model, at full strength?
+
+    Exit status: 0 authentic, 1 substituted, 3 inconclusive, 4 error (the endpoint or the
+    reference could not be used: wrong or missing key, no such model, nothing listening; the
+    output says which and what to do), 2 bad usage.
+    """
     logging.getLogger("manxue.engine.llama").setLevel(logging.ERROR)
     try:
         extra: dict[str, Any] = {} if seed is None else {"seed": seed}
@@ -65,44 +84,70 @@ def verify(
                           checks=parse_checks(checks), **extra)
         result = _run_with_bar(cfg, quiet=as_json)
     except ManxueError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(2) from None
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
+        raise typer.Exit(USAGE) from None
     if report is not None:
         report.write_text(render(result), encoding="utf-8")
     if as_json:
         typer.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     else:
         _print(result, report)
-    raise typer.Exit(EXIT.get(result["verdict"], 3))
+    raise typer.Exit(EXIT.get(result["verdict"], EXIT["inconclusive"]))
+
+
+
+def progress_bar(console: Console, *, quiet: bool = False) -> Progress:
+    """One bar: requests spent of the budget, the check running, the evidence so far (off when
+    `quiet` or when `console` is not a terminal)."""
+    return Progress(SpinnerColumn(), TextColumn("{task.description}",
+                                                table_column=Column(width=12, no_wrap=True)),
+                    BarColumn(),
+                    MofNCompleteColumn(), TextColumn("requests"), TimeElapsedColumn(),
+                    TextColumn("{task.fields[evidence]}",
+                               table_column=Column(no_wrap=True, overflow="ellipsis")),
+                    console=console, transient=True, disable=quiet or not console.is_terminal)
+
+
+def follow(bar: Progress) -> Callable[[AuditProgress], None]:
+    """An `on_change` for the audit's Progress that moves `bar`."""
+    task: list[TaskID] = []
+
+    def update(p: AuditProgress) -> None:
+        total = max(1, p.budget)
+        if not task:
+            task.append(bar.add_task("starting", total=total, evidence=""))
+        running = p.checks.get(p.current or "")
+        bar.update(task[0], description=running.name if running else "deciding", total=total,
+                   completed=min(p.spent, total), evidence=escape(p.evidence()),
+                   refresh=True)  # at most once per request: every step is shown
+
+    return update
 
 
 def _run_with_bar(cfg: AuditConfig, *, quiet: bool) -> dict[str, Any]:
-    bar = Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[state]}"), console=err, transient=True,
-                   disable=quiet or not err.is_terminal)
-    tasks: dict[str, TaskID] = {}
-
-    def update(p: AuditProgress) -> None:
-        for name, c in p.checks.items():
-            if name not in tasks:
-                tasks[name] = bar.add_task(c.title, total=max(1, c.planned), state=c.state)
-            bar.update(tasks[name], completed=min(c.requests, max(1, c.planned)),
-                       state=c.status or c.state)
-
+    bar = progress_bar(err, quiet=quiet)
     with bar:
-        return asyncio.run(run_audit(cfg, AuditProgress(on_change=update)))
+        return asyncio.run(run_audit(cfg, AuditProgress(on_change=follow(bar))))
 
 
 def _print(result: dict[str, Any], report: Path | None) -> None:
-    colour = {"authentic": "green", "substituted": "red"}.get(result["verdict"], "yellow")
-    out.print(f"[bold {colour}]{result['verdict']}[/]  claim {result['claim']}: {result['reason']}")
+    colour = {"authentic": "green", "substituted": "red", "error": "red"}.get(result["verdict"],
+                                                                            "yellow")
+    error = result.get("error")
+    if error:
+        out.print(f"[bold {colour}]error[/]  the {error['side']} cannot be used: "
+                  f"{escape(error['cause'])}")
+        out.print(f"what to do: {escape(error['what_to_do'])}")
+    else:
+        out.print(f"[bold {colour}]{result['verdict']}[/]  claim {escape(str(result['claim']))}: "
+                  f"{escape(result['reason'])}")
     table = Table("check", "status", "statistic", "p", "threshold", "requests", "tokens", "summary")
     for c in result["checks"]:
         stat = "" if c["statistic"] is None else f"{c['statistic']:.4g}"
         p = "" if c["p_value"] is None else f"{c['p_value']:.3g}"
         thr = "" if c["threshold"] is None else f"{c['threshold']:.3g}"
         table.add_row(c["name"], c["status"], stat, p, thr, str(c["requests"]), str(c["tokens"]),
-                      c["summary"])
+                      escape(c["summary"]))
     out.print(table)
     if result["posterior"]:
         top = ", ".join(f"{k} {v:.3f}" for k, v in list(result["posterior"].items())[:4])

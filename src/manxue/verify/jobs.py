@@ -42,10 +42,15 @@ class Job:
         return self.status in ("done", "failed")
 
     def to_dict(self) -> dict[str, Any]:
+        """The job as GET /v1/verify/{id} shows it. `spent` of `budget`: requests sent to the
+        audited endpoint so far, of those the audit may send; `reference_spent`; `current`: the
+        check running; `evidence`: one line on what the audit has seen so far. An audit whose
+        endpoint could not be used ends `done` with the verdict "error" in `result`; `error`
+        here is for a job that could not run at all (`failed`)."""
         return {"id": self.id, "object": "verify.job", "status": self.status,
                 "created_at": datetime.fromtimestamp(self.created, UTC).isoformat(timespec="seconds"),
-                "settings": self.config.public(), "progress": self.progress.to_list(),
-                "result": self.result, "error": self.error}
+                "settings": self.config.public(), **self.progress.totals(),
+                "progress": self.progress.to_list(), "result": self.result, "error": self.error}
 
 
 class JobStore:

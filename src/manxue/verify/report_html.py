@@ -11,6 +11,7 @@ body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:960px;color:
 h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem}
 .badge{display:inline-block;padding:.2rem .7rem;border-radius:1rem;color:#fff;font-weight:600}
 .authentic{background:#1f7a3f}.substituted{background:#b3261e}.inconclusive{background:#8a6d00}
+.error{background:#6d1b7b}.stopped{border-left:4px solid #6d1b7b;background:#faf5fb;padding:.6rem 1rem}
 .pass{color:#1f7a3f;font-weight:600}.fail{color:#b3261e;font-weight:600}.skip{color:#6b7280}
 table{border-collapse:collapse;width:100%;margin:.5rem 0}td,th{border-bottom:1px solid #e3e6ec;
 padding:.35rem .5rem;text-align:left;vertical-align:top}th{background:#f5f6f8}
@@ -48,8 +49,27 @@ def _head(r: dict[str, Any]) -> str:
             "</table>")
 
 
+def _error(r: dict[str, Any]) -> str:
+    """Why the audit could not run: whose endpoint, the cause, what to do, the failed replies."""
+    e = r.get("error")
+    if not e:
+        return ""
+    status = "no answer" if e.get("status") is None else f"HTTP {e['status']}"
+    replies = escape(json.dumps(e.get("replies") or [], ensure_ascii=False, indent=1))
+    return (f"<section class='stopped' id='error'><h2>The {escape(str(e['side']))} cannot be used"
+            f"</h2><table><tr><th>side</th><td>{escape(str(e['side']))}</td></tr>"
+            f"<tr><th>status</th><td>{escape(status)}</td></tr>"
+            f"<tr><th>cause</th><td>{escape(str(e['cause']))}</td></tr>"
+            f"<tr><th>what to do</th><td>{escape(str(e['what_to_do']))}</td></tr></table>"
+            "<p class='muted'>Nothing was learnt about the claim: the checks after this were not "
+            "run.</p><details><summary>The failed replies</summary>"
+            f"<pre>{replies}</pre></details></section>")
+
+
 def _posterior(r: dict[str, Any]) -> str:
     post = r.get("posterior") or {}
+    if r.get("error"):
+        return ""  # nothing was learnt about the claim
     if not post:
         return "<h2>Posterior over candidate models</h2><p class='muted'>No check informed it.</p>"
     rows = "".join(f"<tr><td>{escape(k)}</td><td>{v:.4f}</td><td><span class='bar' "
@@ -83,7 +103,7 @@ def _check(c: dict[str, Any]) -> str:
 
 
 def render(result: dict[str, Any]) -> str:
-    body = _head(result) + _posterior(result) + _summary(result) + "".join(
+    body = _head(result) + _error(result) + _posterior(result) + _summary(result) + "".join(
         _check(c) for c in result["checks"])
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>manxue verify: {escape(result['verdict'])}</title><style>{_CSS}</style></head>"
@@ -98,8 +118,11 @@ def render_pending(job_id: str, progress: list[dict[str, Any]], error: str | Non
                 f"<h1>Audit {escape(job_id)} failed</h1><pre>{escape(error)}</pre></body></html>")
     rows = "".join(f"<tr><td>{escape(p['title'])}</td><td>{escape(p['state'])}</td>"
                    f"<td>{p['requests']}/{p['planned']}</td></tr>" for p in progress)
+    spent = sum(int(p.get("requests") or 0) for p in progress)
+    planned = sum(int(p.get("planned") or 0) for p in progress)
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             "<meta http-equiv='refresh' content='3'>"
             f"<title>manxue verify: running</title><style>{_CSS}</style></head><body>"
-            f"<h1>Audit {escape(job_id)} is running</h1><table><tr><th>check</th><th>state</th>"
+            f"<h1>Audit {escape(job_id)} is running</h1><p>{spent} of {planned} planned requests "
+            "spent</p><table><tr><th>check</th><th>state</th>"
             f"<th>requests</th></tr>{rows}</table></body></html>")

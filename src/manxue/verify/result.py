@@ -1,5 +1,6 @@
 """The audit's JSON: verdict, claim, posterior, and per check what was sent, what came back,
-the statistic, the threshold and its meaning, and the requests and tokens it spent."""
+the statistic, the threshold and its meaning, and the requests and tokens it spent; for the
+verdict `error`, what made an endpoint unusable and what to do."""
 
 from __future__ import annotations
 
@@ -33,11 +34,16 @@ def check_json(r: CheckResult, ledger: Ledger) -> dict[str, Any]:
 
 def build_result(cfg: AuditConfig, claim: Candidate | None, results: list[CheckResult],
                  ledger: Ledger, verdict: str, reason: str, post: dict[str, float] | None, *,
-                 started: datetime, seconds: float) -> dict[str, Any]:
+                 started: datetime, seconds: float,
+                 error: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`error` (verdict "error" only): {"side": "audited endpoint" | "reference", "status":
+    HTTP status or None when nothing answered, "kind", "cause", "what_to_do", "replies": the
+    failing replies, parsed and bounded}."""
     sus, ref = ledger.total("suspect"), ledger.total("reference")
     return {
         "verdict": verdict,
         "reason": reason,
+        "error": error,
         "claim": claim.id if claim else (cfg.claim or cfg.model),
         "claim_known": claim is not None,
         "claim_name": claim.name if claim else None,

@@ -53,6 +53,9 @@ class CheckResult:
     facts: dict[str, Any] = field(default_factory=dict)
     threshold: float | None = None
     rejected: bool = False
+    decisive: bool = False
+    """The result settles the verdict whatever the checks after it would find (an exact
+    rejection of the claim): the audit stops here and skips the rest (audit.py)."""
 
     @classmethod
     def skipped(cls, name: str, title: str, why: str, meaning: str = "",

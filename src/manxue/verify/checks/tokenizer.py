@@ -56,9 +56,12 @@ def _judge(claim: Candidate | None, fams: dict[str, Family], probe: fingerprint.
     want = claim.tokenizer
     if want not in matched:
         slope = next(f.slope for f in fits if f.family == want)
+        # decisive when another known family counts every request exactly: the counts are not
+        # noise, and they are not the claimed model's (no other check can undo that)
         return CheckResult(NAME, TITLE, FAIL, f"tokenizer is {found}, not {want} as {claim.id} uses "
                            f"(slope against {want}: {slope:.3f})", MEANING, p_value=0.0,
-                           statistic=slope, evidence=evidence, facts=facts)
+                           statistic=slope, evidence=evidence, facts=facts,
+                           decisive=bool(matched))
     excess, expected = _excess(claim, fams[want], probe, ys)
     evidence["expected_overhead"] = expected
     if excess is None:

@@ -10,6 +10,7 @@ const ui = {
   ownFields: $("own-fields"), otherFields: $("other-fields"), ownModel: $("own-model"),
   status: $("verify-status"), error: $("verify-error"), run: $("run"),
   progressSection: $("progress-section"), progress: $("progress"), bar: $("progress-bar"),
+  progressText: $("progress-text"), progressEvidence: $("progress-evidence"),
   resultSection: $("result-section"), verdict: $("verdict"), checks: $("check-results"),
 };
 const DONE = new Set(["done", "finished", "completed", "complete", "succeeded", "failed", "error", "cancelled"]);
@@ -79,8 +80,16 @@ function drawProgress(state) {
       el("div", { class: "hint" }, `${fmt.int(c.requests || 0)}${c.planned ? ` of ${fmt.int(c.planned)}` : ""} requests` +
         (c.reference_requests ? `, ${fmt.int(c.reference_requests)} to the reference` : "")));
   }));
-  ui.bar.max = Math.max(1, planned);
-  ui.bar.value = finished(state) ? ui.bar.max : spent;
+  // the job's totals: requests spent of the budget (older gateways: the sum over the checks)
+  const budget = Number.isFinite(state.budget) && state.budget > 0 ? state.budget : planned;
+  const used = Number.isFinite(state.spent) ? state.spent : spent;
+  ui.bar.max = Math.max(1, budget);
+  ui.bar.value = Math.min(used, ui.bar.max);
+  const current = checks.find((c) => c.name === state.current);
+  ui.progressText.textContent = `${fmt.int(used)} of ${fmt.int(budget)} requests spent on the endpoint` +
+    (state.reference_spent ? `, ${fmt.int(state.reference_spent)} on the reference` : "") +
+    (current ? ` · running: ${current.title || current.name}` : finished(state) ? " · finished" : "");
+  ui.progressEvidence.textContent = state.evidence || "";
 }
 
 function finished(state) {
@@ -93,13 +102,24 @@ function evidenceBlock(evidence) {
     el("pre", {}, JSON.stringify(evidence, null, 2)));
 }
 
+// verdict "error": the endpoint or the reference could not be used; say whose, why, what to do
+function errorBlock(error) {
+  if (!error) return null;
+  const status = error.status === null || error.status === undefined ? "no answer" : `HTTP ${error.status}`;
+  return el("div", { class: "alert error", id: "verdict-error", role: "alert" },
+    el("strong", {}, `The ${error.side} cannot be used (${status})`),
+    el("p", {}, error.cause),
+    el("p", {}, el("b", {}, "What to do: "), error.what_to_do));
+}
+
 function drawResult(result) {
   ui.resultSection.hidden = false;
-  ui.verdict.replaceChildren(
+  ui.verdict.replaceChildren(...[
     el("p", { class: "verdict" }, "Verdict: ", el("span", { class: `badge ${result.verdict}`, id: "verdict-value" }, result.verdict)),
-    el("p", {}, result.reason || ""),
+    result.error ? errorBlock(result.error) : el("p", {}, result.reason || ""),
     el("p", { class: "hint" }, `Claim: ${result.claim_name || result.claim || "—"}` +
-      (result.correction ? `. ${result.correction}.` : "")));
+      (result.error ? "" : result.correction ? `. ${result.correction}.` : "")),
+  ]);
   const post = Object.entries(result.posterior || {}).sort((a, b) => b[1] - a[1]);
   $("chart-posterior").hidden = !post.length;
   if (post.length) {
