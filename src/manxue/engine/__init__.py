@@ -24,6 +24,7 @@ _EXPORTS = {
     "acquire_engine": "manxue.engine.engine",
     "release_engine": "manxue.engine.engine",
     "EngineOptions": "manxue.engine.options",
+    "Scored": "manxue.engine.scoring",
     "default_model_path": "manxue.engine.default_model",
 }
 

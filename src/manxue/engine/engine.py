@@ -5,6 +5,7 @@
     handle = engine.submit(request)               # 429 when the wait queue is full
     events = await handle.next()                  # Delta ..., then Finished | Failed
     handle.cancel()                               # client gone: frees the sequence promptly
+    scored = await engine.score(messages, answer) # log p of each answer token (scoring.py)
     release_engine(engine)
 """
 
@@ -15,6 +16,7 @@ import atexit
 import hashlib
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import llama_cpp
 import numpy as np
 
 from manxue.engine.chat_template import ChatTemplate
-from manxue.engine.handles import GenerationRequest, Handle
+from manxue.engine.handles import Failed, Finished, GenerationRequest, Handle
 from manxue.engine.llama_context import DecodeContext
 from manxue.engine.model_file import ModelFile, ModelInfo
 from manxue.engine.options import EngineOptions, OptionValue
@@ -30,6 +32,16 @@ from manxue.engine.prefix_cache import PrefixCache
 from manxue.engine.reasoning import OPEN_TAG
 from manxue.engine.sampling import SamplingParams
 from manxue.engine.scheduler import Scheduler
+from manxue.engine.scoring import (
+    Scored,
+    ScoreState,
+    check_length,
+    check_temperature,
+    check_top_logprobs,
+    continuation_tokens,
+    scored,
+    token_ids,
+)
 from manxue.errors import InvalidParameters, InvalidRequest, UpstreamError
 
 log = logging.getLogger("manxue.engine")
@@ -106,10 +118,7 @@ class Engine:
                                     param="response_format")
         params = SamplingParams.from_body(body, self.model.n_vocab)
         text = self.render(messages)
-        with self._guard:
-            if self._closed:
-                raise UpstreamError("local engine is closed", status=503, code="engine_down")
-            tokens = self.tokenize_prompt(text)
+        tokens = self._guarded(lambda: self.tokenize_prompt(text))
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="messages")
         if len(tokens) >= self.ctx_limit:
@@ -124,6 +133,51 @@ class Engine:
             reasoning=self.options.reasoning == "auto",
             starts_in_reasoning=text.rstrip().endswith(OPEN_TAG),
         )
+
+    def _guarded(self, tokenize: Callable[[], list[int]]) -> list[int]:
+        """Tokenize while the model is sure to stay loaded (UpstreamError 503 once closed)."""
+        with self._guard:
+            if self._closed:
+                raise UpstreamError("local engine is closed", status=503, code="engine_down")
+            return tokenize()
+
+    async def score(self, messages: list[Any], continuation: str | Sequence[int], *,
+                    top_logprobs: int = 0, temperature: float = 1.0, moments: bool = False
+                    ) -> Scored:
+        """Log-probabilities the model gives each token of `continuation` as the answer to
+        `messages` (rendered exactly as for generation, assistant header included).
+
+        `continuation` is text (tokenized alone, as generation would emit it: no BOS, special
+        tokens read as plain text) or token ids. `temperature` scales the logits first (1: the
+        model's own distribution, what generation reports as `logprobs`); `moments` adds each
+        position's entropy and second moment. Runs on the engine thread, batched with
+        generation; InvalidRequest/InvalidParameters for bad or over-long input.
+        """
+        if not isinstance(messages, list) or not messages:
+            raise InvalidRequest("'messages' must be a non-empty list", param="messages")
+        text = self.render(messages)
+        context = self._guarded(lambda: self.tokenize_prompt(text))
+        return await self.score_tokens(context, continuation, top_logprobs=top_logprobs,
+                                       temperature=temperature, moments=moments)
+
+    async def score_tokens(self, context: Sequence[int], continuation: str | Sequence[int], *,
+                           top_logprobs: int = 0, temperature: float = 1.0,
+                           moments: bool = False) -> Scored:
+        """Like `score`, after a context given as token ids (e.g. [BOS] + text for a plain
+        perplexity, or a prompt's first token for prompt logprobs)."""
+        k = check_top_logprobs(top_logprobs)
+        temp = check_temperature(temperature)
+        ctx_tokens = token_ids(context, self.model.n_vocab, "context")
+        cont = self._guarded(lambda: continuation_tokens(self.model, continuation))
+        check_length(len(ctx_tokens), len(cont), self.ctx_limit)
+        state = ScoreState(len(ctx_tokens) - 1, np.array(cont, dtype=np.int32), k, temp,
+                           bool(moments))
+        hit = 0
+        if cont:
+            request = GenerationRequest(prompt=np.array(ctx_tokens + cont[:-1], dtype=np.int32),
+                                        params=SamplingParams(), max_new_tokens=0, score=state)
+            hit = min(await _finished(self.submit(request)), len(ctx_tokens))
+        return scored(self.model, state, cont, len(ctx_tokens), hit)
 
     def submit(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop | None = None
                ) -> Handle:
@@ -145,6 +199,22 @@ class Engine:
             self.cache.close()
         self.ctx.close()
         self.model.close()
+
+
+async def _finished(handle: Handle) -> int:
+    """Wait for a scoring request to end; its reused prefix tokens (the error if it failed)."""
+    try:
+        while True:
+            for ev in await handle.next():
+                if isinstance(ev, Failed):
+                    raise ev.error
+                if isinstance(ev, Finished):
+                    if ev.reason != "scored":
+                        raise UpstreamError("local engine: the KV cache could not hold this "
+                                            "input", status=503, code="engine_full")
+                    return ev.usage.cache_hit_tokens
+    finally:
+        handle.cancel()
 
 
 # -- one shared engine per model file --------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from manxue.engine.sampling import SamplingParams
+from manxue.engine.scoring import ScoreState
 from manxue.errors import ManxueError
 from manxue.protocol.usage import Usage
 
@@ -30,6 +31,9 @@ class GenerationRequest:
     """Already capped so that prompt + answer fit the sequence's context."""
     reasoning: bool = True
     starts_in_reasoning: bool = False
+    score: ScoreState | None = None
+    """Set for a scoring request (scoring.py): `prompt` is context + continuation[:-1], read
+    with logits for the continuation's positions; nothing is generated."""
 
 
 @dataclass(slots=True)
@@ -43,7 +47,7 @@ class Delta:
 
 @dataclass(slots=True)
 class Finished:
-    reason: str  # "stop" | "length"
+    reason: str  # "stop" | "length" | "scored"
     usage: Usage
 
 

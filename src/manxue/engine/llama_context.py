@@ -9,6 +9,7 @@ few vectorised copies instead of one ctypes call per token.
 from __future__ import annotations
 
 import ctypes
+import itertools
 from typing import Any
 
 import llama_cpp
@@ -83,6 +84,19 @@ class DecodeContext:
         """Rows of logits of the last decode, in batch order of the tokens that asked for them."""
         ptr = llama_cpp.llama_get_logits(self.ctx)
         return np.ctypeslib.as_array(ptr, shape=(n_outputs, self.n_vocab))
+
+    def logits_rows(self, first: int, count: int) -> npt.NDArray[np.float32]:
+        """Logits of batch entries [first, first + count) of the last decode (each asked for
+        logits), looked up by batch index (llama_get_logits_ith): a view when llama.cpp keeps
+        them in consecutive rows, as it does, else a copy."""
+        ptrs = [llama_cpp.llama_get_logits_ith(self.ctx, first + i) for i in range(count)]
+        addrs = [ctypes.cast(p, ctypes.c_void_p).value or 0 for p in ptrs]
+        if not all(addrs):
+            raise RuntimeError(f"llama.cpp has no logits for batch entries {first}..{first + count - 1}")
+        row_bytes = 4 * self.n_vocab
+        if all(b - a == row_bytes for a, b in itertools.pairwise(addrs)):
+            return np.ctypeslib.as_array(ptrs[0], shape=(count, self.n_vocab))
+        return np.stack([np.ctypeslib.as_array(p, shape=(self.n_vocab,)) for p in ptrs])
 
     # -- KV cache ---------------------------------------------------------------------------
 

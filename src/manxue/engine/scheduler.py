@@ -15,6 +15,10 @@ reports exactly the reused tokens as prompt_cache_hit_tokens.
 
 If the KV cache runs out of cells, the newest sequence is swapped out (its state saved as a
 prefix), put back at the head of the queue and resumed later from that saved state.
+
+A scoring request (scoring.py) is a prompt that never generates: its tokens are fed like a
+prompt's, with logits asked for at the positions it scores, in steps kept small enough that
+they are computed by the same kernels as generated tokens (_feed_prompts).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from manxue.engine.llama_context import DECODE_NO_KV_SLOT, DECODE_OK, DecodeCont
 from manxue.engine.model_file import ModelFile
 from manxue.engine.prefix_cache import PrefixCache, common_prefix
 from manxue.engine.sampling import sample_batch
+from manxue.engine.scoring import EXACT_ROWS
 from manxue.engine.sequence import Sequence, Slot
 from manxue.errors import ManxueError, UpstreamError
 
@@ -44,6 +49,7 @@ log = logging.getLogger("manxue.engine")
 _RESTORE_RATIO = 16  # restore a saved prefix only when it is at most this many times the reuse
 _IDLE_WAIT = 0.005  # seconds to wait for news when running sequences could not advance
 _WAIT_GAIN = 16  # wait for a prefix another sequence is computing when it saves this many tokens
+_EXACT_MIN_ROWS = 8  # a step reading scored rows is kept under EXACT_ROWS if this many fit
 
 
 @dataclass(slots=True)
@@ -57,6 +63,8 @@ class EngineStats:
     prompt_tokens_computed: int = 0
     cache_hit_tokens: int = 0
     generated_tokens: int = 0
+    scored_tokens: int = 0
+    """Continuation tokens whose log-probability a scoring request read (scoring.py)."""
     requests: int = 0
     rejected: int = 0
     preempted: int = 0
@@ -134,6 +142,7 @@ class Scheduler:
             "prompt_tokens_computed": s.prompt_tokens_computed,
             "prefix_cache_hit_tokens": s.cache_hit_tokens,
             "generated_tokens": s.generated_tokens,
+            "scored_tokens": s.scored_tokens,
             "cached_prefixes": len(self.cache) if self.cache is not None else 0,
             "cached_prefix_tokens": self.cache.cached_tokens if self.cache is not None else 0,
             "cached_prefix_bytes": self.cache.ram_used if self.cache is not None else 0,
@@ -206,7 +215,7 @@ class Scheduler:
     def _attach_prefix(self, seq: Sequence, slot: Slot) -> None:
         """Reuse the longest available prefix; or wait for one a running sequence is reading."""
         target = seq.target
-        limit = target.size - 1 if seq.needs_logits else target.size
+        limit = seq.reuse_limit
         live_src: Slot | None = None
         live = 0
         coming: Sequence | None = None
@@ -232,6 +241,8 @@ class Scheduler:
             if (entry is not None and (saved < self.cache.min_tokens
                                        or entry.n_tokens > _RESTORE_RATIO * saved)):
                 saved = 0
+            if saved > live and self._one_step_score(seq, live):
+                saved = 0
         if coming is not None and coming_len >= max(live, saved) + _WAIT_GAIN:
             seq.wait_for = (coming, coming_len)  # share it once computed, instead of twice
             return
@@ -242,6 +253,15 @@ class Scheduler:
         elif entry is not None and saved > 0:
             reused = self._restore(slot, entry, saved)
         self._reused(seq, slot, reused)
+
+    def _one_step_score(self, seq: Sequence, reused: int) -> bool:
+        """A scoring request that, after `reused` tokens, fits one step with the others' rows
+        computes them rather than restore a saved prefix while others run: restored cells
+        would sit before the others' next tokens, and once freed let later tokens of theirs
+        land in KV cells ahead of earlier ones, which changes their attention's rounding."""
+        others = len(self._running) - (seq in self._running)
+        return (seq.score is not None and others > 0
+                and seq.target.size - reused + others <= EXACT_ROWS)
 
     def _reused(self, seq: Sequence, slot: Slot, reused: int) -> None:
         if reused:
@@ -301,6 +321,7 @@ class Scheduler:
         n = 0
         outputs: list[Sequence] = []
         fed: list[tuple[Sequence, int]] = []
+        scored: list[tuple[Sequence, int, int]] = []  # scoring: first batch row with logits, rows
         for seq in self._running:
             if seq.pending is not None and not seq.prefilling:
                 assert seq.slot is not None
@@ -311,25 +332,7 @@ class Scheduler:
                 n += 1
                 outputs.append(seq)
         decoding = n
-        budget = min(self.prefill_chunk, ctx.n_batch - n)
-        for seq in self._running:
-            if budget <= 0:
-                break
-            if not seq.prefilling or seq.wait_for is not None:
-                continue
-            assert seq.slot is not None
-            upto = seq.target.size - 1 if seq.needs_logits else seq.target.size
-            take = min(budget, upto - seq.n_fed)
-            if take <= 0:
-                continue
-            end = n + take
-            ctx.tok[n:end] = seq.target[seq.n_fed : seq.n_fed + take]
-            ctx.pos[n:end] = np.arange(seq.slot.n, seq.slot.n + take, dtype=np.int32)
-            ctx.seq[n:end] = seq.slot.seq_id
-            ctx.want[n:end] = 0
-            fed.append((seq, take))
-            n = end
-            budget -= take
+        n = self._feed_prompts(n, fed, scored)
         if n == 0:
             return False
         t0 = time.perf_counter()
@@ -346,6 +349,7 @@ class Scheduler:
         if in_batch > 1:
             self.stats.batched_steps += 1
         self.stats.max_batch_sequences = max(self.stats.max_batch_sequences, in_batch)
+        self._read_scores(scored)
         for seq in outputs[:decoding]:
             assert seq.slot is not None and seq.pending is not None
             seq.slot.commit([seq.pending])
@@ -358,6 +362,8 @@ class Scheduler:
             seq.n_fed += take
             self.stats.prompt_tokens_computed += take
             self._arm_last(seq)
+            if seq.score is not None and not seq.prefilling:
+                self._finish(seq, "scored")
         if not outputs:
             return True
         logits = ctx.logits(len(outputs))
@@ -374,6 +380,54 @@ class Scheduler:
             else:
                 self._touch(seq.handle)
         return True
+
+    def _feed_prompts(self, n: int, fed: list[tuple[Sequence, int]],
+                      scored: list[tuple[Sequence, int, int]]) -> int:
+        """Add prompt tokens after the `n` decoding rows (shared budget, oldest first); record
+        them in `fed`, and scoring requests' logits rows in `scored`. Returns the batch size.
+
+        Scoring requests about to read logits go first, and their step stays within EXACT_ROWS
+        tokens when it can: their log-probabilities then come from the same kernels as those
+        of generated tokens (see scoring.EXACT_ROWS)."""
+        ctx = self.ctx
+        budget = min(self.prefill_chunk, ctx.n_batch - n)
+        ready = [s for s in self._running if s.prefilling and s.wait_for is None]
+        reading = [s for s in ready if s.score is not None and s.score.reading(s.n_fed)]
+        if reading:
+            ready = reading + [s for s in ready if s not in reading]
+            if EXACT_ROWS - n >= _EXACT_MIN_ROWS:
+                budget = min(budget, EXACT_ROWS - n)
+        for seq in ready:
+            if budget <= 0:
+                break
+            assert seq.slot is not None
+            upto = seq.target.size - 1 if seq.needs_logits else seq.target.size
+            take = min(budget, upto - seq.n_fed)
+            if seq.score is not None:
+                take = seq.score.clip(seq.n_fed, take)
+            if take <= 0:
+                continue
+            end = n + take
+            ctx.tok[n:end] = seq.target[seq.n_fed : seq.n_fed + take]
+            ctx.pos[n:end] = np.arange(seq.slot.n, seq.slot.n + take, dtype=np.int32)
+            ctx.seq[n:end] = seq.slot.seq_id
+            ctx.want[n:end] = 0
+            if seq.score is not None:
+                off, rows = seq.score.outputs_in(seq.n_fed, take)
+                if rows:
+                    ctx.want[n + off : n + off + rows] = 1
+                    scored.append((seq, n + off, rows))
+            fed.append((seq, take))
+            n = end
+            budget -= take
+        return n
+
+    def _read_scores(self, scored: list[tuple[Sequence, int, int]]) -> None:
+        """Scoring requests: turn the logits rows they asked for into log-probabilities."""
+        for seq, first, rows in scored:
+            assert seq.score is not None
+            seq.score.take(self.ctx.logits_rows(first, rows))
+            self.stats.scored_tokens += rows
 
     def _finish(self, seq: Sequence, reason: str | None) -> None:
         """End a sequence: reason None means cancelled (nobody listens any more)."""
@@ -421,10 +475,10 @@ class Scheduler:
         self.stats.preempted += 1
         self._hold = True
         slot = victim.slot
-        victim.target = slot.committed().copy()
-        victim.needs_logits = victim.pending is None
-        if victim.needs_logits:  # still reading its prompt: keep the prompt as target
-            victim.target = victim.request.prompt
+        # still reading its prompt (or scoring, which only reads): keep the prompt as target
+        reading = victim.pending is None
+        victim.target = victim.request.prompt if reading else slot.committed().copy()
+        victim.needs_logits = reading and victim.score is None
         self._release(slot, keep=True)
         victim.slot = None
         victim.n_fed = 0

@@ -13,6 +13,7 @@ from manxue.engine.handles import Delta, GenerationRequest, Handle
 from manxue.engine.model_file import ModelFile
 from manxue.engine.reasoning import ReasoningSplitter
 from manxue.engine.sampling import SequenceSampler, TokenLogprob
+from manxue.engine.scoring import ScoreState
 from manxue.engine.text_stream import StopFilter, Utf8Text
 from manxue.protocol.usage import Usage
 
@@ -65,6 +66,8 @@ class Sequence:
         self.sampler = SequenceSampler(req.params)
         self.stop = StopFilter(req.params.stop)
         self.splitter = ReasoningSplitter(enabled=req.reasoning, start_inside=req.starts_in_reasoning)
+        if req.score is not None:
+            self.needs_logits = False  # its logits are read while its prompt is fed
 
     @property
     def prefilling(self) -> bool:
@@ -73,6 +76,20 @@ class Sequence:
     @property
     def request(self) -> GenerationRequest:
         return self.handle.request
+
+    @property
+    def score(self) -> ScoreState | None:
+        """Set for a scoring request, which only reads its prompt (scoring.py)."""
+        return self.handle.request.score
+
+    @property
+    def reuse_limit(self) -> int:
+        """How many target tokens may come from a shared or saved prefix: never those whose
+        logits are still needed."""
+        score = self.handle.request.score
+        if score is not None:
+            return min(score.next_out, self.target.size)
+        return self.target.size - 1 if self.needs_logits else self.target.size
 
     def usage(self) -> Usage:
         prompt = int(self.request.prompt.size)
