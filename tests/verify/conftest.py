@@ -44,7 +44,8 @@ class Bench(tb.Bench):
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     logging.getLogger("manxue.engine.llama").setLevel(logging.ERROR)
     parts = tb.start_bench(tmp_path_factory.mktemp("verify-bench"), pad=PAD)
-    bench = Bench(parts.gateway, parts.padding, parts.nologprobs, parts.standins)
+    bench = Bench(parts.gateway, parts.padding, parts.nologprobs, parts.standins, parts.mixed,
+                  parts.aware)
     yield bench
     bench.stop()
 

@@ -40,13 +40,15 @@ from manxue.verify.verdict import (
     usable,
 )
 
-_WANT = {"tokenizer": 3, "protocol": 4, "context": 6, "capability": 24}
-_PRIORITY = ("tokenizer", "distribution", "protocol", "context", "capability")
+_WANT = {"tokenizer": 3, "likelihood": 60, "protocol": 4, "context": 6, "capability": 24}
+_PRIORITY = ("tokenizer", "likelihood", "distribution", "protocol", "context", "capability")
 _RUN_ORDER = _PRIORITY
 """The order checks run in: the cheap, exact tokenizer fingerprint first (it can decide alone),
-then the distribution test (the one that can acquit, and the first use of the reference, so
-that an unusable reference is found before the probes are spent). Results are reported in the
-order the checks were asked for."""
+then the likelihood check (sequential: it stops as soon as it is decisive either way, and is
+the strongest evidence when the reference's weights are at hand), then the distribution test
+(which can acquit too, and is the first use of a reference endpoint, so that an unusable
+reference is found before the probes are spent). Results are reported in the order the checks
+were asked for."""
 DIST_PROMPTS = 8
 SAME_FAILURES = 2
 """Failures of the same kind, before any usable answer, that make a side unusable."""
@@ -54,14 +56,16 @@ _SHOWN_FAILURES = 4
 
 
 def plan(checks: tuple[str, ...], cap: int | None, has_reference: bool,
-         samples_per_prompt: int = 2) -> dict[str, int]:
+         samples_per_prompt: int = 2, has_scorer: bool = False) -> dict[str, int]:
     """Requests to the audited endpoint per check: the tokenizer fingerprint first, then the
-    distribution test (DIST_PROMPTS prompts), protocol, context; capability probes take the rest."""
+    likelihood check (with the reference's weights), the distribution test (DIST_PROMPTS
+    prompts), protocol, context; capability probes take the rest."""
     want = {**_WANT, "distribution": DIST_PROMPTS * samples_per_prompt}
     out: dict[str, int] = {}
     left = cap if cap is not None else sum(want.values())
     for name in _PRIORITY:
-        if name not in checks or (name == "distribution" and not has_reference):
+        if name not in checks or (name == "distribution" and not has_reference) \
+                or (name == "likelihood" and not has_scorer):
             continue
         share = min(want[name], left)
         out[name] = share
@@ -273,7 +277,7 @@ def _stop_if_refused(*endpoints: Endpoint | None) -> None:
 
 
 async def _run_check(name: str, ctx: CheckContext) -> CheckResult:
-    if ctx.requests <= 0 and name != "distribution":
+    if ctx.requests <= 0 and name not in ("distribution", "likelihood"):
         return CheckResult.skipped(name, TITLES[name], "no requests left in the budget")
     try:
         return await CHECKS[name](ctx)
@@ -310,7 +314,7 @@ class _Run:
         entry.state, self.progress.current = "running", name
         self.progress.changed()
         ctx = CheckContext(self.suspect, self.reference, self.claim, self.cfg.seed,
-                           self.budget[name], self.cfg.options)
+                           self.budget[name], self.cfg.options, self.cfg.scorer)
         result = await _run_check(name, ctx)
         _stop_if_refused(self.suspect, self.reference)
         if self.health.stopped:
@@ -354,6 +358,11 @@ def _run_rank(name: str) -> int:
 
 def _facts(results: list[CheckResult]) -> dict[str, dict[str, Any]]:
     facts = {r.name: r.facts for r in results if r.status != SKIP}
+    likely = next((r for r in results if r.name == "likelihood" and r.decisive), None)
+    if likely is not None:  # as decisive as a logprob distribution test, and the same kind
+        facts["distribution"] = {"outcome": DIFFERS if likely.rejected else MATCH,
+                                 "threshold": likely.threshold or 0.0}
+        return facts
     dist = next((r for r in results if r.name == "distribution" and r.status != SKIP), None)
     if dist is not None and dist.threshold is not None \
             and dist.evidence.get("kernel") == "logprobs" \
@@ -368,7 +377,8 @@ async def run_audit(cfg: AuditConfig, progress: Progress | None = None) -> dict[
     started, t0 = datetime.now(UTC), time.monotonic()
     claim = find(cfg.claim or cfg.model)
     order = sorted(cfg.checks, key=_run_rank)
-    budget = plan(cfg.checks, cfg.budget_requests, cfg.has_reference, cfg.options.dist_samples)
+    budget = plan(cfg.checks, cfg.budget_requests, cfg.has_reference, cfg.options.dist_samples,
+                  has_scorer=cfg.scorer is not None)
     progress.budget = cfg.budget_requests if cfg.budget_requests is not None else sum(budget.values())
     for name in cfg.checks:
         progress.checks[name] = CheckProgress(name, TITLES[name], budget[name])

@@ -34,6 +34,7 @@ from manxue.verify.audit import Progress as AuditProgress
 from manxue.verify.audit import run_audit
 from manxue.verify.config import DEFAULT_BUDGET, AuditConfig, parse_checks
 from manxue.verify.report_html import render
+from manxue.verify.scorer import open_scorer
 
 out = Console()
 err = Console(stderr=True)
@@ -58,6 +59,10 @@ def verify(
     reference_api_key: Annotated[str | None, typer.Option(
         "--reference-api-key", envvar="MANXUE_VERIFY_REFERENCE_API_KEY",
         help="API key for the reference endpoint.")] = None,
+    reference_gguf: Annotated[Path | None, typer.Option(
+        "--reference-gguf", exists=True, dir_okay=False,
+        help="The claimed model's weights (GGUF): the likelihood check scores the endpoint's "
+        "answers with them; no logprobs needed from the endpoint.")] = None,
     budget_requests: Annotated[int, typer.Option(
         "--budget-requests", min=1, help="Most requests sent to the audited endpoint.")] = DEFAULT_BUDGET,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for the generated probes "
@@ -66,8 +71,8 @@ def verify(
     report: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.",
                                                 dir_okay=False)] = None,
     checks: Annotated[list[str] | None, typer.Option(
-        "--checks", help="Checks to run (repeat or comma-separate): tokenizer, protocol, "
-        "capability, distribution, context; 'all'; default: all but context.")] = None,
+        "--checks", help="Checks to run (repeat or comma-separate): tokenizer, likelihood, "
+        "protocol, capability, distribution, context; 'all'; default: all but context.")] = None,
 ) -> None:
     """Audit an endpoint: is it really the claimed model, at full strength?
 
@@ -78,11 +83,17 @@ def verify(
     logging.getLogger("manxue.engine.llama").setLevel(logging.ERROR)
     try:
         extra: dict[str, Any] = {} if seed is None else {"seed": seed}
-        cfg = AuditConfig(base_url=base_url, model=model, api_key=api_key, claim=claim,
-                          reference_url=reference_url, reference_model=reference_model,
-                          reference_api_key=reference_api_key, budget_requests=budget_requests,
-                          checks=parse_checks(checks), **extra)
-        result = _run_with_bar(cfg, quiet=as_json)
+        scorer = open_scorer(reference_gguf) if reference_gguf is not None else None
+        try:
+            cfg = AuditConfig(base_url=base_url, model=model, api_key=api_key, claim=claim,
+                              reference_url=reference_url, reference_model=reference_model,
+                              reference_api_key=reference_api_key,
+                              budget_requests=budget_requests, checks=parse_checks(checks),
+                              scorer=scorer, **extra)
+            result = _run_with_bar(cfg, quiet=as_json)
+        finally:
+            if scorer is not None:
+                scorer.close()
     except ManxueError as exc:
         err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(USAGE) from None

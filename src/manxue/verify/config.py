@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from manxue.errors import InvalidParameters
-from manxue.verify.checks import CHECKS, DEFAULT
+from manxue.verify.checks import CHECKS, DEFAULT, WITH_WEIGHTS
 from manxue.verify.checks.base import CheckOptions
 from manxue.verify.netguard import Policy
+from manxue.verify.scorer import Scorer
 
 DEFAULT_BUDGET = 40
 
@@ -35,8 +36,12 @@ class AuditConfig:
     timeout: float = 300.0
     guard: Policy | None = field(default=None, repr=False, compare=False)
     own_targets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    scorer: Scorer | None = field(default=None, repr=False, compare=False)
+    """The reference's weights (a local GGUF), for the likelihood check."""
 
     def __post_init__(self) -> None:
+        if self.scorer is not None and self.checks == DEFAULT:
+            self.checks = WITH_WEIGHTS
         if not self.base_url.startswith(("http://", "https://")):
             raise InvalidParameters("base_url must start with http:// or https://", param="base_url")
         if not self.model:
@@ -76,7 +81,8 @@ class AuditConfig:
                 "reference_url": self.reference_url or (self.base_url if self.has_reference else None),
                 "reference_model": (self.reference_model or self.model) if self.has_reference else None,
                 "budget_requests": self.budget_requests, "seed": self.seed,
-                "checks": list(self.checks), "alpha": self.options.alpha}
+                "checks": list(self.checks), "alpha": self.options.alpha,
+                "reference_weights": self.scorer.name if self.scorer is not None else None}
 
 
 def parse_checks(values: list[str] | None) -> tuple[str, ...]:

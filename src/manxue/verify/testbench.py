@@ -5,6 +5,9 @@ against (tests/verify, benchmarks/verify_power.py, the examples in docs/verify.m
   suspects: the same file (honest), the same weights requantized to Q2_K, and Gemma-3-270M;
 - `padding_proxy`: an endpoint in front of another that adds a constant to prompt_tokens;
 - `padding_proxy(..., hide_logprobs=True)`: an endpoint that offers no logprobs;
+- `padding_proxy(..., route=mixing(...))`: an endpoint that answers a share of its requests with
+  a substitute, and `route=audit_aware(...)`: one that sends what looks like an audit (logprobs,
+  tiny max_tokens, temperature 0, a seed) to the genuine model and the rest to a substitute;
 - `usage_standin`: an endpoint whose usage is counted with a given tokenizer family
   (DeepSeek, Qwen2.5, Llama-3, …), standing in for an upstream serving that family.
 
@@ -16,9 +19,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,17 +108,27 @@ def bench_deployments(smollm2: Path, q2k: Path | None, gemma: Path | None,
 _SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 
-def padding_proxy(upstream: str, pad: int, *, hide_logprobs: bool = False) -> web.Application:
+Route = Callable[[dict[str, Any]], str | None]
+"""Which model a cheating endpoint really sends a request to (None: the one asked for)."""
+
+
+def padding_proxy(upstream: str, pad: int, *, hide_logprobs: bool = False,
+                  route: Route | None = None) -> web.Application:
     """Relays /v1/chat/completions to `upstream`, adding `pad` to every prompt_tokens;
-    `hide_logprobs` drops the logprobs fields from requests (an endpoint that offers none)."""
+    `hide_logprobs` drops the logprobs fields from requests (an endpoint that offers none);
+    `route` picks the model that really answers each request (a substituting endpoint)."""
     app = web.Application()
 
     async def relay(request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        if hide_logprobs:
+        if hide_logprobs or route is not None:
             data = orjson.loads(body)
-            data.pop("logprobs", None)
-            data.pop("top_logprobs", None)
+            if hide_logprobs:
+                data.pop("logprobs", None)
+                data.pop("top_logprobs", None)
+            model = route(data) if route is not None else None
+            if model is not None:
+                data["model"] = model
             body = orjson.dumps(data)
         session = request.app[_SESSION]
         async with session.post(upstream.rstrip("/") + "/v1/chat/completions", data=body,
@@ -165,6 +179,23 @@ def _pad_line(line: bytes, pad: int) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n"
 
 
+def mixing(substitute: str, share: float, seed: int = 0) -> Route:
+    """An endpoint that answers `share` of all requests with `substitute`, at random."""
+    rng = random.Random(seed)
+    return lambda body: substitute if rng.random() < share else None
+
+
+def audit_aware(substitute: str) -> Route:
+    """An endpoint that knows audits exist: what looks like one (logprobs asked for, a tiny
+    max_tokens, temperature 0, a seed) goes to the genuine model, the rest to `substitute`."""
+    def route(body: dict[str, Any]) -> str | None:
+        tiny = isinstance(body.get("max_tokens"), int) and body["max_tokens"] <= 16
+        looks_like_audit = bool(body.get("logprobs")) or "top_logprobs" in body or tiny \
+            or body.get("temperature") == 0 or "seed" in body
+        return None if looks_like_audit else substitute
+    return route
+
+
 # -- an upstream stand-in whose usage is counted with a given tokenizer ---------------------
 
 def usage_standin(family: str, *, reasoning: bool = False) -> web.Application:
@@ -203,10 +234,15 @@ class Bench:
     padding: LoopbackServer
     nologprobs: LoopbackServer
     standins: dict[str, LoopbackServer]
+    mixed: LoopbackServer
+    """`honest` answered half the time by `requant`."""
+    aware: LoopbackServer
+    """`honest` for what looks like an audit, `requant` for everything else."""
 
     def servers(self) -> dict[str, LoopbackServer]:
         return {"gateway": self.gateway, "padding": self.padding, "nologprobs": self.nologprobs,
-                **{f"standin-{k}": v for k, v in self.standins.items()}}
+                **{f"standin-{k}": v for k, v in self.standins.items()},
+                "mixed": self.mixed, "aware": self.aware}
 
     def stop(self) -> None:
         for srv in reversed(self.servers().values()):
@@ -244,7 +280,11 @@ def start_bench(work: Path, *, pad: int = 16, second_engine: bool = False, port:
     nologprobs = LoopbackServer(padding_proxy(gateway.url, 0, hide_logprobs=True), port=at(2)).start()
     standins = {fam: LoopbackServer(usage_standin(fam, reasoning=True), port=at(3 + i)).start()
                 for i, fam in enumerate(("deepseek", "qwen2.5", "llama3"))}  # R1 and distills reason
-    return Bench(gateway, padding, nologprobs, standins)
+    mixed = LoopbackServer(padding_proxy(gateway.url, 0, route=mixing("requant", 0.5)),
+                           port=at(6)).start()
+    aware = LoopbackServer(padding_proxy(gateway.url, 0, route=audit_aware("requant")),
+                           port=at(7)).start()
+    return Bench(gateway, padding, nologprobs, standins, mixed, aware)
 
 
 def main() -> None:

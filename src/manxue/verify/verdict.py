@@ -5,7 +5,9 @@
    (manxue.verify.holm): an honest endpoint is flagged with probability at most `alpha`.
 2. Any rejected check → `substituted`.
 3. Otherwise `authentic` when a check that could have told the claim from a substitute passed:
-   the distribution test on logprobs with enough prompts to reject (measured power against a
+   the likelihood check vouching (every substitute that shifts the per-token surprise under
+   the reference weights by its stated size is ruled out, manxue.verify.surprise), or the
+   distribution test on logprobs with enough prompts to reject (measured power against a
    Q2_K requantization: docs/benchmarks/verify.md; on text alone its power at 16 requests is
    low, so a text-only pass does not make an audit authentic), or the tokenizer fingerprint
    matching the claim together with a posterior of at least DECISIVE (0.9) on the claim — which
@@ -57,6 +59,13 @@ def decide(results: list[CheckResult], alpha: float, claim_id: str | None,
     if not counted:
         return INCONCLUSIVE, "no check could test the claim (unknown claim or everything skipped)"
     by_name = {r.name: r for r in results}
+    likely = by_name.get("likelihood")
+    if likely is not None and likely.status == PASS and likely.decisive:
+        shift = likely.evidence.get("detectable_shift")
+        return AUTHENTIC, ("no check rejected the claim, and the answers are as likely under the "
+                           "reference weights as the reference's own samples: a substitute "
+                           f"shifting the surprise per token by {shift} or more would have been "
+                           "caught")
     dist = by_name.get("distribution")
     if dist is not None and dist.status == PASS and dist.threshold is not None \
             and dist.evidence.get("kernel") == "logprobs" \

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from manxue.verify.checks import capability, context, distribution, protocol, tokenizer
+from manxue.verify.checks import (
+    capability,
+    context,
+    distribution,
+    likelihood,
+    protocol,
+    tokenizer,
+)
 from manxue.verify.checks.base import CheckContext, CheckOptions, CheckResult
 
 Check = Callable[[CheckContext], Awaitable[CheckResult]]
@@ -15,11 +22,15 @@ CHECKS: dict[str, Check] = {
     "capability": capability.run,
     "distribution": distribution.run,
     "context": context.run,
+    "likelihood": likelihood.run,
 }
 TITLES = {"tokenizer": tokenizer.TITLE, "protocol": protocol.TITLE,
           "capability": capability.TITLE, "distribution": distribution.TITLE,
-          "context": context.TITLE}
+          "context": context.TITLE, "likelihood": likelihood.TITLE}
 DEFAULT = ("tokenizer", "protocol", "capability", "distribution")
-"""`context` is opt-in: it spends tens of thousands of tokens."""
+"""`context` is opt-in: it spends tens of thousands of tokens. With the reference's weights
+to score with, the default adds `likelihood` (WITH_WEIGHTS)."""
+WITH_WEIGHTS = ("tokenizer", "likelihood", "protocol", "capability", "distribution")
 
-__all__ = ["CHECKS", "DEFAULT", "TITLES", "Check", "CheckContext", "CheckOptions", "CheckResult"]
+__all__ = ["CHECKS", "DEFAULT", "TITLES", "WITH_WEIGHTS", "Check", "CheckContext", "CheckOptions",
+           "CheckResult"]

@@ -7,6 +7,7 @@ from typing import Any
 
 from manxue.verify.catalog import Candidate
 from manxue.verify.client import Endpoint, Reply, StreamReply
+from manxue.verify.scorer import Scorer
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 _TEXT = 300  # characters of any text kept in the evidence
@@ -24,6 +25,9 @@ class CheckOptions:
     logprob_tolerance: float = 0.25
     permutations: int = 9999
     context_max_tokens: int = 32768
+    likelihood_resolution: float = 0.15
+    """Largest shift of the mean standardized surprise per token that the likelihood check
+    must rule out before it vouches for the endpoint."""
     speed_max_tokens: int = 64
 
 
@@ -36,6 +40,8 @@ class CheckContext:
     requests: int
     """Requests to the audited endpoint this check may use."""
     options: CheckOptions = field(default_factory=CheckOptions)
+    scorer: Scorer | None = None
+    """The reference's weights, to score answers with (the likelihood check)."""
 
 
 @dataclass
