@@ -76,3 +76,25 @@ def test_audit_traffic_looks_like_ordinary_traffic():
         assert set(b) == {"messages", "temperature", "max_tokens"}
         assert b["temperature"] >= 0.6 and b["max_tokens"] >= 150
     assert user_prompts(1, 20) != user_prompts(2, 20)
+
+
+def test_the_http_api_scores_with_the_gateways_own_engine(bench: Bench):
+    """POST /v1/verify with a reference model served here from a local engine: its weights
+    score the audited answers in process (no scorer to pass, no logprobs needed)."""
+    import time
+
+    import httpx
+
+    r = httpx.post(bench.gateway.url + "/v1/verify", timeout=10, json={
+        "model": "requant", "claim": CLAIM, "reference_model": "reference",
+        "checks": ["likelihood"], "budget_requests": 20, "seed": 4})
+    assert r.status_code == 202, r.text
+    url = bench.gateway.url + r.json()["url"]
+    deadline = time.monotonic() + 120
+    while (job := httpx.get(url, timeout=10).json())["status"] not in ("done", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert job["status"] == "done", job["error"]
+    result = job["result"]
+    assert result["verdict"] == "substituted", result["reason"]
+    assert "reference" in result["settings"]["reference_weights"]

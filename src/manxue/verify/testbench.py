@@ -82,7 +82,9 @@ def gemma_path() -> Path:
 
 def bench_deployments(smollm2: Path, q2k: Path | None, gemma: Path | None,
                       options: dict[str, int | float | str | bool] | None = None,
-                      smollm2_copy: Path | None = None) -> list[dict[str, Any]]:
+                      smollm2_copy: Path | None = None,
+                      copy_options: dict[str, int | float | str | bool] | None = None
+                      ) -> list[dict[str, Any]]:
     """Gateway deployments: `reference` and `honest` serve the same file (one engine);
     `honest-copy` serves a copy of it from a second engine (its own batches and caches);
     `requant` and `gemma` are the substitutes. Any of them could answer to the claimed name."""
@@ -93,7 +95,7 @@ def bench_deployments(smollm2: Path, q2k: Path | None, gemma: Path | None,
     ]
     if smollm2_copy is not None:
         out.append({"name": "honest-copy", "model": "honest-copy", "kind": "local",
-                    "path": str(smollm2_copy), "options": opts})
+                    "path": str(smollm2_copy), "options": copy_options or opts})
     if q2k is not None:
         out.append({"name": "requant", "model": "requant", "kind": "local", "path": str(q2k),
                     "options": opts})
@@ -249,11 +251,19 @@ class Bench:
             srv.stop()
 
 
-def start_bench(work: Path, *, pad: int = 16, second_engine: bool = False, port: int = 0) -> Bench:
+OTHER_HARDWARE: dict[str, int | float | str | bool] = {
+    "n_ctx": 4096, "n_parallel": 8, "n_threads": 2, "n_batch": 64, "n_ubatch": 64,
+    "prefill_chunk": 64, "flash_attn": False, "prefix_cache": False, "max_queue": 256}
+"""An honest server set up otherwise than the reference: other thread count, batch sizes and
+attention kernel, no prefix cache (its logits differ from the reference's in the last bits)."""
+
+
+def start_bench(work: Path, *, pad: int = 16, second_engine: bool = False, port: int = 0,
+                copy_options: dict[str, int | float | str | bool] | None = None) -> Bench:
     """Requantize into `work`, then start everything (on `port`, `port + 1`, … when not 0).
 
     The gateway also serves POST /v1/verify; `second_engine` adds `honest-copy`, a copy of the
-    SmolLM2 file served by its own engine."""
+    SmolLM2 file served by its own engine (set up as `copy_options` says, e.g. OTHER_HARDWARE)."""
     import shutil
 
     from manxue.engine.default_model import default_model_path
@@ -266,7 +276,8 @@ def start_bench(work: Path, *, pad: int = 16, second_engine: bool = False, port:
     copy = work / "smollm2-copy.gguf" if second_engine else None
     if copy is not None:
         shutil.copyfile(smol, copy)
-    deployments = bench_deployments(smol, q2k, gemma_path(), smollm2_copy=copy)
+    deployments = bench_deployments(smol, q2k, gemma_path(), smollm2_copy=copy,
+                                    copy_options=copy_options)
     # the bench's proxies and engines all listen on loopback: its gateway may audit them
     app = build_app(settings_from_dict({"deployments": deployments, "data_dir": str(work),
                                         "verify": {"allow_hosts": ["127.0.0.1"]}}))

@@ -10,6 +10,9 @@
 Without base_url the audit targets this gateway itself; without api_key it then uses the
 caller's own key. reference_model without reference_url also means this gateway. These
 targets are built here, from the socket the request came in on, so they are always allowed.
+When that reference model is served here from a local engine (and the caller's key may use
+it), its weights score the audited answers in process: the likelihood check, which needs no
+logprobs from the audited endpoint.
 
 What an audit may reach (manxue.verify.netguard). A base_url or reference_url the caller gives
 must be http(s), carry no user:password@, and its host must resolve to public addresses only:
@@ -46,6 +49,7 @@ from manxue.verify.config import DEFAULT_BUDGET, AuditConfig, parse_checks
 from manxue.verify.jobs import Job, JobStore
 from manxue.verify.netguard import Policy, TargetForbidden, preflight
 from manxue.verify.report_html import render, render_pending
+from manxue.verify.scorer import EngineScorer, Scorer
 
 JOBS_KEY = web.AppKey("manxue_verify_jobs", JobStore)
 POLICY_KEY = web.AppKey("manxue_verify_policy", Policy)
@@ -94,6 +98,26 @@ def _owner(request: web.Request) -> str | None:
     if rec is None:
         return None
     return rec.tenant_id or rec.id
+
+
+def _local_weights(request: web.Request, body: dict[str, Any]) -> Scorer | None:
+    """The reference's weights, when the reference is a model this gateway serves from a local
+    engine (`reference_model` without `reference_url`) that the caller's key may use: the
+    likelihood check then scores the audited answers with that engine, in process."""
+    name = body.get("reference_model")
+    if not isinstance(name, str) or body.get("reference_url"):
+        return None
+    st = state_of(request)
+    if st.meter is not None:
+        key = st.meter.authenticate(request.headers.get("Authorization"),
+                                    request.headers.get("x-api-key"), lambda: client_of(request))
+        if not st.meter.allowed_models(key, [name]):
+            return None
+    for dep in st.router.deployments:
+        engine = getattr(dep.provider, "engine", None)
+        if dep.settings.model == name and dep.settings.is_local and engine is not None:
+            return EngineScorer(engine, f"{engine.model.path.name} (model {name!r} on this gateway)")
+    return None
 
 
 def _own_url(request: web.Request) -> str | None:
@@ -147,7 +171,7 @@ def _self(own_url: str | None, param: str) -> str:
 
 
 def config_from(body: dict[str, Any], own_url: str | None, caller_key: str | None, *,
-                guard: Policy | None = None) -> AuditConfig:
+                guard: Policy | None = None, scorer: Scorer | None = None) -> AuditConfig:
     """The audit a POST /v1/verify body asks for. Targets the caller names are subject to
     `guard`; those built here (this gateway, `own_url`) are not."""
     _validate(body)
@@ -172,7 +196,7 @@ def config_from(body: dict[str, Any], own_url: str | None, caller_key: str | Non
         budget_requests=body.get("budget_requests", DEFAULT_BUDGET),
         checks=parse_checks(body.get("checks")),
         options=CheckOptions(alpha=float(body.get("alpha", CheckOptions.alpha))),
-        guard=guard, own_targets=frozenset(own), **extra)
+        guard=guard, own_targets=frozenset(own), scorer=scorer, **extra)
 
 
 async def check_targets(cfg: AuditConfig) -> None:
@@ -206,7 +230,7 @@ async def start_job(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object")
     cfg = config_from(body, _own_url(request), _caller_key(request),
-                      guard=request.app[POLICY_KEY])
+                      guard=request.app[POLICY_KEY], scorer=_local_weights(request, body))
     store = request.app[JOBS_KEY]
     store.admit(owner)
     await check_targets(cfg)
