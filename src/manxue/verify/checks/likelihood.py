@@ -17,8 +17,10 @@ import math
 from random import Random
 from typing import Any
 
+from manxue.errors import ManxueError
 from manxue.verify.checks.base import FAIL, PASS, SKIP, CheckContext, CheckResult, clip
 from manxue.verify.client import Reply
+from manxue.verify.scorer import Scorer
 from manxue.verify.surprise import ScoredAnswer, SurpriseTest
 from manxue.verify.user_prompts import request_for, user_prompts
 
@@ -45,7 +47,7 @@ async def run(ctx: CheckContext) -> CheckResult:
     rng = Random(f"likelihood:{ctx.seed}")
     bodies = [request_for(p, rng) for p in user_prompts(ctx.seed, ctx.requests)]
     shown: list[dict[str, Any]] = []
-    failed = 0
+    failed = unscored = 0
 
     async def one(body: dict[str, Any]) -> tuple[dict[str, Any], Reply]:
         return body, await ctx.suspect.chat(NAME, body)
@@ -62,8 +64,10 @@ async def run(ctx: CheckContext) -> CheckResult:
                 if not reply.ok or not reply.content:
                     failed += 1
                     continue
-                answer = await scorer.score(body["messages"], reply.content,
-                                            temperature=body["temperature"])
+                answer = await _score(scorer, body, reply)
+                if answer is None:
+                    unscored += 1
+                    continue
                 test.add_answer(answer)
                 if len(shown) < _SHOWN:
                     shown.append(_shown(body, reply, answer))
@@ -71,7 +75,20 @@ async def run(ctx: CheckContext) -> CheckResult:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-    return _result(test, ctx, shown, failed, scorer.name)
+    return _result(test, ctx, shown, failed, scorer.name, unscored)
+
+
+async def _score(scorer: Scorer, body: dict[str, Any], reply: Reply) -> ScoredAnswer | None:
+    """The answer scored under the reference, or None when it cannot be scored faithfully:
+    an answer with reasoning (its reasoning would have to be scored in the template's place
+    too), or text the reference's tokenizer does not reproduce byte for byte."""
+    if reply.reasoning:
+        return None
+    try:
+        return await scorer.score(body["messages"], reply.content,
+                                  temperature=body["temperature"])
+    except ManxueError:  # too long for the reference's context, or not reproducible
+        return None
 
 
 def _decided(test: SurpriseTest, ctx: CheckContext) -> bool:
@@ -88,16 +105,19 @@ def _shown(body: dict[str, Any], reply: Reply, answer: ScoredAnswer) -> dict[str
 
 
 def _result(test: SurpriseTest, ctx: CheckContext, shown: list[dict[str, Any]], failed: int,
-            reference: str) -> CheckResult:
+            reference: str, unscored: int = 0) -> CheckResult:
     evidence: dict[str, Any] = {"reference": reference, **test.summary(),
-                                "failed_requests": failed, "answers_shown": shown,
+                                "failed_requests": failed, "unscored_answers": unscored,
+                                "answers_shown": shown,
                                 "resolution": ctx.options.likelihood_resolution}
     e_value = test.substitution_evidence
     p_value = min(1.0, math.exp(-e_value))  # an e-value E gives the valid p-value 1/E
     facts = {"mean_z": test.mean_z, "answers": test.answers, "detectable": test.detectable}
-    if test.answers - failed < 1 or test.tokens == 0:
-        return CheckResult(NAME, TITLE, SKIP, "no answer came back to score", MEANING,
-                           counts=False, evidence=evidence)
+    if test.tokens == 0:
+        why = "no answer came back to score" if not unscored else (
+            f"{unscored} answers could not be scored (reasoning shown, or text the reference's "
+            "tokenizer does not reproduce)")
+        return CheckResult(NAME, TITLE, SKIP, why, MEANING, counts=False, evidence=evidence)
     if test.substituted:
         summary = (f"substituted: after {test.answers} answers ({test.tokens} tokens) the answers "
                    f"are more surprising to the reference than its own samples can be (mean "
