@@ -322,3 +322,13 @@ def test_a_bad_allow_hosts_entry_stops_the_gateway_at_start(tmp_path: Path) -> N
                                    "billing": {"enabled": False}, "data_dir": str(tmp_path)})
     with pytest.raises(ConfigError, match="allow_hosts"):
         build_app(settings)
+
+
+@pytest.mark.parametrize("budget", [None, 0, 201, 10**9, "40", True])
+def test_an_audit_over_the_api_is_a_bounded_number_of_requests(
+        make_gateway: Callable[..., Gateway], upstream: Upstream, budget: Any) -> None:
+    """No open tap toward a third party: budget_requests is an integer from 1 to 200."""
+    gw = make_gateway([deployment(upstream, "primary")])
+    r = _post(gw, {"model": "deepseek-chat", "budget_requests": budget})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "budget_requests"
+    assert upstream.emu.received == []

@@ -56,6 +56,8 @@ POLICY_KEY = web.AppKey("manxue_verify_policy", Policy)
 _STR = ("base_url", "model", "api_key", "claim", "reference_url", "reference_model",
         "reference_api_key")
 _KNOWN = {*_STR, "budget_requests", "seed", "checks", "alpha"}
+MAX_BUDGET = 200
+"""Most requests one audit started through the API may send to its target."""
 _RESOLVE_SECONDS = 10.0
 
 
@@ -150,8 +152,10 @@ def _validate(body: dict[str, Any]) -> None:
     if not body.get("model"):
         raise InvalidParameters("'model' is required: the model name to audit", param="model")
     budget = body.get("budget_requests", DEFAULT_BUDGET)
-    if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool)):
-        raise InvalidParameters("'budget_requests' must be an integer", param="budget_requests")
+    if not isinstance(budget, int) or isinstance(budget, bool) or not 1 <= budget <= MAX_BUDGET:
+        # an audit started by a customer is a bounded number of requests, never an open tap
+        raise InvalidParameters(f"'budget_requests' must be an integer from 1 to {MAX_BUDGET}",
+                                param="budget_requests")
     checks = body.get("checks")
     if checks is not None and not (isinstance(checks, list) and all(isinstance(c, str) for c in checks)):
         raise InvalidParameters("'checks' must be a list of check names", param="checks")
