@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from manxue.gateway.service import Outcome
+from manxue.protocol.types import Outcome
 from manxue.server.state import STATE_KEY
 from manxue.testing.deepseek_emulator import Behavior
 

@@ -1,7 +1,7 @@
 """Live admission state per key: rate buckets, requests in flight, reservations, spending.
 
 One process keeps it in memory (`LocalCounters`); several gateway processes share it in Redis
-(`manxue.store.redis_counters.RedisCounters`) with the same rules:
+(`manxue.accounting.redis_counters.RedisCounters`) with the same rules:
 
 - RPM and TPM are token buckets holding a minute's worth, refilled continuously. A request
   takes one RPM token at admission; its actual tokens are taken from the TPM bucket when it

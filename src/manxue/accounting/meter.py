@@ -32,9 +32,9 @@ from manxue.errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from manxue.gateway.service import Outcome
 from manxue.metrics import Metrics
-from manxue.protocol.chat import ChatRequest
+from manxue.protocol.chat import ChatRequest, answer_text
+from manxue.protocol.types import Outcome
 from manxue.protocol.usage import Usage
 from manxue.settings import DeploymentSettings, Settings
 
@@ -449,7 +449,7 @@ class Meter:
         family = self.settings.model_settings(outcome.ctx.model).tokenizer \
             or family_for_model(outcome.ctx.model)
         prompt = count_prompt(ticket.raw.get("messages") or [], family)
-        answer, reasoning = outcome.text()
+        answer, reasoning = answer_text(outcome.body, outcome.payloads)
         completion = count_text(answer, family)
         thought = count_text(reasoning, family)
         return Usage(prompt, completion + thought, 0, prompt, thought), "counted"

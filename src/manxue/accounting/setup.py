@@ -9,6 +9,7 @@ from manxue.accounting.keys import KeyStore
 from manxue.accounting.ledger import LedgerWriter
 from manxue.accounting.meter import Meter
 from manxue.accounting.prices import PriceBook
+from manxue.accounting.redis_counters import RedisCounters
 from manxue.settings import Settings
 from manxue.store.db import open_engine
 
@@ -17,8 +18,6 @@ def build_meter(settings: Settings) -> Meter:
     engine = open_engine(settings.resolved_database_url())
     counters: Counters
     if settings.redis_url:
-        from manxue.store.redis_counters import RedisCounters
-
         counters = RedisCounters(settings.redis_url,
                                  namespace=os.environ.get("MANXUE_REDIS_NAMESPACE", "manxue"))
     else:

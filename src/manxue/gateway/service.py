@@ -10,8 +10,8 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -21,6 +21,7 @@ from manxue.gateway.router import Router
 from manxue.metrics import Metrics
 from manxue.protocol.chat import ChatRequest
 from manxue.protocol.sse import DONE, error_event
+from manxue.protocol.types import Outcome, RequestContext, UsageSink
 from manxue.protocol.usage import Usage
 from manxue.providers.base import ChunkStream, Completion, KeepAliveHook
 
@@ -28,68 +29,22 @@ log = logging.getLogger("manxue.gateway")
 
 
 @dataclass(slots=True)
-class RequestContext:
-    request_id: str
-    model: str
-    stream: bool
-    local_only: bool = False
-    started: float = field(default_factory=time.perf_counter)
-    first_byte_at: float | None = None
-    ticket: Any = None  # what admission decided (accounting), handed back at settlement
-    client_request_id: str | None = None  # the client's own id for the request, if it sent one
-    settled: bool = False  # set by the one settlement; `finish` settles what never got there
-    holding: Deployment | None = None  # a deployment acquired for a stream not yet relayed
-    pending: ChunkStream | None = None  # that stream, closed by `finish` if never relayed
+class _Held:
+    """A stream acquired for a request and not yet relayed, and how to give it back."""
 
+    router: Router
+    dep: Deployment
+    chunks: ChunkStream
 
-@dataclass(slots=True)
-class Outcome:
-    """What one request came to, handed to every usage sink exactly once."""
+    @property
+    def deployment(self) -> str:
+        return self.dep.name
 
-    ctx: RequestContext
-    deployment: str
-    usage: Usage | None
-    completed: bool
-    attempts: int
-    seconds: float
-    ttft: float | None
-    extra: dict[str, Any] = field(default_factory=dict)
-    body: dict[str, Any] | None = None  # the whole answer, when not streamed
-    payloads: list[bytes] | None = None  # the stream's events as relayed
-
-    def text(self) -> tuple[str, str]:
-        """The answer's content and reasoning text, for counting when usage is missing (an
-        upstream's odd shapes count as no text, never as an error)."""
-        content: list[str] = []
-        reasoning: list[str] = []
-        if self.body is not None:
-            for choice in _choices(self.body):
-                _collect(choice.get("message"), content, reasoning)
-        for payload in self.payloads or ():
-            try:
-                obj = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            for choice in _choices(obj):
-                _collect(choice.get("delta"), content, reasoning)
-        return "".join(content), "".join(reasoning)
-
-
-def _choices(obj: Any) -> list[dict[str, Any]]:
-    choices = obj.get("choices") if isinstance(obj, dict) else None
-    return [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
-
-
-def _collect(msg: Any, content: list[str], reasoning: list[str]) -> None:
-    if isinstance(msg, dict):
-        for key, into in (("content", content), ("reasoning_content", reasoning)):
-            text = msg.get(key)
-            if isinstance(text, str):
-                into.append(text)
-
-
-class UsageSink(Protocol):
-    def record(self, outcome: Outcome) -> None: ...
+    async def give_back(self) -> None:
+        try:
+            await self.chunks.aclose()
+        finally:
+            self.router.release(self.dep)
 
 
 class ChatService:
@@ -105,13 +60,13 @@ class ChatService:
         try:
             got = await self.router.acquire(req.model, call, ctx.local_only)
         except BaseException as exc:  # refused, failed, or the client left: settle, then say so
-            self._settle(ctx, None, None, False, 0, {"error": _describe(exc)})
+            self._settle(ctx, "", None, False, 0, {"error": _describe(exc)})
             raise
         ctx.first_byte_at = time.perf_counter()
         self.router.release(got.deployment)
         data = got.result.data
-        self._settle(ctx, got.deployment, Usage.from_dict(data.get("usage")), True, got.attempts,
-                     body=data)
+        self._settle(ctx, got.deployment.name, Usage.from_dict(data.get("usage")), True,
+                     got.attempts, body=data)
         return got.result.body
 
     async def stream(self, req: ChatRequest, raw: dict[str, Any], ctx: RequestContext,
@@ -128,10 +83,10 @@ class ChatService:
         try:
             got = await self.router.acquire(req.model, call, ctx.local_only)
         except BaseException as exc:
-            self._settle(ctx, None, None, False, 0, {"error": _describe(exc)})
+            self._settle(ctx, "", None, False, 0, {"error": _describe(exc)})
             raise
         ctx.first_byte_at = time.perf_counter()
-        ctx.holding, ctx.pending = got.deployment, got.result
+        ctx.holding = _Held(self.router, got.deployment, got.result)
         return self._relay(got.result, got.deployment, got.attempts, req.wants_usage_chunk, ctx)
 
     async def finish(self, ctx: RequestContext, error: str = "the request ended before an answer") \
@@ -139,16 +94,13 @@ class ChatService:
         """Settle a request that never reached its settlement (an exception between admission
         and the relay, or a stream whose relay never started), and give back what it held.
         Harmless after a normal end."""
-        dep, pending = ctx.holding, ctx.pending
-        ctx.holding = ctx.pending = None
+        held, ctx.holding = ctx.holding, None
         try:
-            if pending is not None:
-                await pending.aclose()
+            if held is not None:
+                await held.give_back()
         finally:
-            if dep is not None:
-                self.router.release(dep)
             if not ctx.settled:
-                self._settle(ctx, dep, None, False, 0, {"error": error})
+                self._settle(ctx, held.deployment if held else "", None, False, 0, {"error": error})
 
     async def _relay(self, chunks: ChunkStream, dep: Deployment, attempts: int,
                      want_usage: bool, ctx: RequestContext) -> AsyncGenerator[bytes, None]:
@@ -156,7 +108,7 @@ class ChatService:
         settled = False
         error: str | None = None
         seen: list[bytes] | None = [] if self.sinks else None
-        ctx.holding = ctx.pending = None  # the relay owns them now
+        ctx.holding = None  # the relay owns the stream and the deployment now
         try:
             async for payload in chunks:
                 if seen is not None:
@@ -172,7 +124,7 @@ class ChatService:
             # recorded before the client sees the end, so a delivered answer is always billed
             settled = True  # one attempt: a row that cannot be written now fails the same way again
             try:
-                self._settle(ctx, dep, usage, True, attempts, payloads=seen)
+                self._settle(ctx, dep.name, usage, True, attempts, payloads=seen)
             except ManxueError as exc:  # not recorded (the ledger is unavailable): no [DONE]
                 yield error_event(exc.message, exc.code or "error", exc.type)
                 return
@@ -191,13 +143,13 @@ class ChatService:
             self.router.release(dep)
             if not settled:
                 try:
-                    self._settle(ctx, dep, usage, False, attempts,
+                    self._settle(ctx, dep.name, usage, False, attempts,
                                  {"error": error} if error else None, payloads=seen)
                 except ManxueError as exc:  # the client is gone or told already; the log keeps it
                     log.error("request %s: its usage could not be recorded: %s", ctx.request_id,
                               exc.message)
 
-    def _settle(self, ctx: RequestContext, dep: Deployment | None, usage: Usage | None,
+    def _settle(self, ctx: RequestContext, deployment: str, usage: Usage | None,
                 completed: bool, attempts: int, extra: dict[str, Any] | None = None,
                 body: dict[str, Any] | None = None, payloads: list[bytes] | None = None) -> None:
         if ctx.settled:
@@ -214,7 +166,7 @@ class ChatService:
         if not self.sinks:
             return
         ttft = None if ctx.first_byte_at is None else ctx.first_byte_at - ctx.started
-        outcome = Outcome(ctx, dep.name if dep else "", usage, completed, attempts,
+        outcome = Outcome(ctx, deployment, usage, completed, attempts,
                           now - ctx.started, ttft, extra or {}, body, payloads)
         for sink in self.sinks:
             sink.record(outcome)

@@ -1,7 +1,9 @@
-"""Chat-completion request model: validated once, unknown fields kept and forwarded."""
+"""Chat-completion request model: validated once, unknown fields kept and forwarded; the
+answer's text read back from its body or stream events."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import orjson
@@ -114,3 +116,35 @@ def _to_client_error(exc: ValidationError) -> InvalidRequest | InvalidParameters
     if err["type"] in _FORMAT_ERRORS:
         return InvalidRequest(message, param=loc)
     return InvalidParameters(message, param=loc)
+
+
+def answer_text(body: dict[str, Any] | None, payloads: Iterable[bytes] | None) -> tuple[str, str]:
+    """An answer's content and reasoning text, from its whole body or its stream's events, for
+    counting when usage is missing (an upstream's odd shapes count as no text, never as an
+    error)."""
+    content: list[str] = []
+    reasoning: list[str] = []
+    if body is not None:
+        for choice in _choices(body):
+            _collect(choice.get("message"), content, reasoning)
+    for payload in payloads or ():
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            continue
+        for choice in _choices(obj):
+            _collect(choice.get("delta"), content, reasoning)
+    return "".join(content), "".join(reasoning)
+
+
+def _choices(obj: Any) -> list[dict[str, Any]]:
+    choices = obj.get("choices") if isinstance(obj, dict) else None
+    return [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
+
+
+def _collect(msg: Any, content: list[str], reasoning: list[str]) -> None:
+    if isinstance(msg, dict):
+        for key, into in (("content", content), ("reasoning_content", reasoning)):
+            text = msg.get(key)
+            if isinstance(text, str):
+                into.append(text)

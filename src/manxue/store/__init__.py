@@ -1,1 +1,1 @@
-"""Persistence: SQL tables (SQLite by default, PostgreSQL by URL), migrations, Redis counters."""
+"""Persistence: SQL tables (SQLite by default, PostgreSQL by URL), migrations."""

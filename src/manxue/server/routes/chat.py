@@ -7,9 +7,9 @@ from typing import Any
 from aiohttp import web
 
 from manxue.errors import ManxueError
-from manxue.gateway.service import RequestContext
 from manxue.protocol.chat import ChatRequest, parse_chat_request
 from manxue.protocol.sse import error_event
+from manxue.protocol.types import RequestContext
 from manxue.server.middleware import CLIENT_REQUEST_ID, REQUEST_ID
 from manxue.server.sse_writer import SSEWriter
 from manxue.server.state import AppState, client_of, state_of
