@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -11,10 +13,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import typer
+from typer.testing import CliRunner
 
+from manxue.cli import app
 from manxue.testing.deepseek_emulator import Behavior
 from tests.helpers import Upstream
 
@@ -111,6 +117,77 @@ def test_help_reads_like_a_product(args):
                        timeout=30)
     assert r.returncode == 0
     assert "manxue" in r.stdout.lower() or "--port" in r.stdout
+
+
+# -- every command's --help: an example that names real options, defaults that are shown --
+
+
+def _walk(cmd: Any = None, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """The root command and every command and group under it, with its words."""
+    cmd = cmd or typer.main.get_command(app)
+    found = [(path, cmd)]
+    for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+        found += _walk(sub, (*path, name))
+    return found
+
+
+COMMANDS = dict(_walk())
+ROOT = COMMANDS[()]
+
+
+def test_the_walk_finds_every_command():
+    names = {" ".join(path) for path in COMMANDS}
+    assert {"", "serve", "models", "usage", "invoice", "prices", "verify", "keys", "keys create",
+            "keys list", "keys set", "keys disable", "keys enable", "keys rotate", "keys topup",
+            "tenants", "tenants list", "tenants set", "engine", "engine launch", "plan",
+            "plan deepseek-day", "plan build-vs-buy", "plan models", "plan hardware",
+            "plan calibration"} <= names
+
+
+def _example(cmd: Any) -> list[str]:
+    found = re.search(r"^\s*Example: (manxue .+)$", cmd.help or "", re.M)
+    assert found, f"no example in {cmd.name}'s help"
+    return shlex.split(found.group(1))
+
+
+@pytest.mark.parametrize("path", list(COMMANDS), ids=lambda p: " ".join(p) or "manxue")
+def test_help_has_an_example_and_shows_defaults_and_flags(path):
+    r = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "100"})
+    assert r.exit_code == 0, r.output
+    text = r.stdout
+    assert "Example: manxue" in text
+    assert not re.search(r" \.(?=\s|│|$)", text, re.M), text  # "Port to bind ." : eaten markup
+    assert "<bool>" not in text and "BOOLEAN" not in text  # a flag takes no value
+    cmd = COMMANDS[path]
+    written = sum((p.help or "").count("[default:") for p in cmd.params if hasattr(p, "help"))
+    assert text.count("[default:") >= written  # none read as rich markup and dropped
+    # the example runs this command (or one under it) and names only options it has
+    words = _example(cmd)[1:]
+    target, reached = ROOT, []
+    while words and words[0] in getattr(target, "commands", {}):
+        reached.append(words[0])
+        target = target.commands[words.pop(0)]
+    assert tuple(reached[:len(path)]) == path
+    options = {o for p in target.params for o in (*p.opts, *p.secondary_opts)}
+    for word in words:
+        if word == "--":
+            break
+        if word.startswith("-"):
+            assert word.split("=")[0] in options, (path, word)
+
+
+def test_invoice_json_help_says_csv_is_the_default():
+    text = " ".join(CliRunner().invoke(app, ["invoice", "--help"], env={"COLUMNS": "100"})
+                    .stdout.split())
+    assert "Print JSON instead of CSV. [default: CSV]" in text
+
+
+@pytest.mark.parametrize("path", [("plan",), ("plan", "deepseek-day"), ("plan", "models"),
+                                  ("plan", "calibration"), ("prices",), ("engine",)],
+                         ids=" ".join)
+def test_self_contained_examples_run(path):
+    r = CliRunner().invoke(app, _example(COMMANDS[path])[1:])
+    assert r.exit_code == 0, r.output
 
 
 # -- exposure, ports and shutdown (fast: billing off, no deployment to load) --

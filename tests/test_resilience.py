@@ -57,7 +57,7 @@ def test_fail_over_on_connect_error_and_first_byte_timeout(make_gateway, upstrea
     assert len(b.emu.received) == 1
     text = httpx.get(gw.url + "/metrics").text
     assert 'manxue_upstream_errors_total{deployment="slow",reason="timeout"}' in text
-    assert 'manxue_upstream_errors_total{deployment="dead",reason="502"}' in text
+    assert 'manxue_upstream_errors_total{deployment="dead",reason="unreachable"}' in text
 
 
 def test_retry_after_is_honoured(make_gateway, upstream):

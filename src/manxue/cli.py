@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -13,9 +13,33 @@ from manxue import __version__
 from manxue.errors import ConfigError
 from manxue.settings import DeploymentSettings, Settings, load_settings
 
+
+def _flags_take_no_value() -> None:
+    """Show a flag as a flag: typer 0.2x prints every option's value type in the help, so
+    `--json <bool>` and `--help <bool>`, though a flag takes no value. Older typers never call
+    `display_type_rich` for a flag's type; there this changes nothing."""
+    from typer import core
+
+    option = getattr(core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if option is None or shown is None or getattr(shown, "manxue_flags", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> Any:
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return shown(self, ctx)
+
+    display_type_rich.manxue_flags = True  # type: ignore[attr-defined]  # patched once
+    setattr(option, "display_type_rich", display_type_rich)  # noqa: B010  # mypy: no method-assign
+
+
+_flags_take_no_value()
+
 app = typer.Typer(
     name="manxue",
-    help="Serve, route, meter and verify DeepSeek-class models behind one OpenAI-compatible API.",
+    help="Serve, route, meter and verify DeepSeek-class models behind one OpenAI-compatible API."
+         "\n\nExample: manxue serve --config manxue.toml --port 8765",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
@@ -40,7 +64,10 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    """manxue (满血, "full strength"): one metered, fail-safe API over local engines and clouds."""
+    """manxue (满血, "full strength"): one metered, fail-safe API over local engines and clouds.
+
+    Example: manxue serve --config manxue.toml --port 8765
+    """
 
 
 def _load(config: Path | None, **overrides: object) -> Settings:
@@ -53,6 +80,9 @@ def _load(config: Path | None, **overrides: object) -> Settings:
         update={k: v for k, v in overrides.items() if v is not None})
     return settings.model_copy(update={"server": server})
 
+
+NONE = "—"
+"""What a table prints for a value that is not there (never "None")."""
 
 DEFAULT_LOCAL = {"name": "smollm2", "model": "smollm2", "kind": "local"}
 
@@ -79,7 +109,7 @@ def _with_models(settings: Settings, model: Path | None, name: str | None,
 ModelOpt = Annotated[Path | None, typer.Option(
     "--model", "-m", help="Serve this GGUF file in-process (a local deployment).",
     exists=True, dir_okay=False)]
-NameOpt = Annotated[str | None, typer.Option(help="Public model name for --model \\[default: file name].")]
+NameOpt = Annotated[str | None, typer.Option(help="Public model name for --model. \\[default: file name]")]
 TemplateOpt = Annotated[str | None, typer.Option(
     "--chat-template", help="Chat template for --model: a name, a Jinja file, or 'gguf'.")]
 
@@ -90,11 +120,11 @@ def serve(
     model: ModelOpt = None,
     name: NameOpt = None,
     chat_template: TemplateOpt = None,
-    host: Annotated[str | None, typer.Option(help="Address to bind \\[default: 127.0.0.1].")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind. \\[default: 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(
-        help="Port to bind, 1 to 65535 \\[default: 8765].", min=1, max=65535)] = None,
+        help="Port to bind, 1 to 65535. \\[default: 8765]", min=1, max=65535)] = None,
     workers: Annotated[int | None, typer.Option(
-        help="Worker processes sharing the port \\[default: 1].", min=1)] = None,
+        help="Worker processes sharing the port. \\[default: 1]", min=1)] = None,
     offline: Annotated[bool, typer.Option(
         "--offline", help="Refuse every deployment that is not local.")] = False,
     insecure_open: Annotated[bool, typer.Option(
@@ -106,6 +136,8 @@ def serve(
     With no config and no --model it serves SmolLM2-135M-Instruct as model `smollm2`.
 
     With billing off (no API keys at all) it binds only loopback addresses, unless --insecure-open.
+
+    Example: manxue serve --config manxue.toml --port 8080 --workers 2
     """
     from manxue.server.run import CannotListen
     from manxue.server.run import serve as run_server
@@ -137,7 +169,10 @@ def models(
     name: NameOpt = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List the models served: deployments, context length, quantization, size, tokenizer."""
+    """List the models served: deployments, context length, quantization, size, tokenizer.
+
+    Example: manxue models --config manxue.toml --json
+    """
     import asyncio
 
     import orjson
@@ -165,10 +200,10 @@ def models(
                   "source")
     for r in rows:
         size = r.get("size_bytes")
-        table.add_row(r["model"], r["deployment"], str(r.get("kind", "")),
-                      str(r.get("context_length") or "-"), str(r.get("quantization") or "-"),
-                      f"{size / 1e6:.0f} MB" if size else "-", str(r.get("tokenizer") or "-"),
-                      str(r.get("path") or r.get("upstream_model") or ""))
+        table.add_row(r["model"], r["deployment"], str(r.get("kind") or NONE),
+                      str(r.get("context_length") or NONE), str(r.get("quantization") or NONE),
+                      f"{size / 1e6:.0f} MB" if size else NONE, str(r.get("tokenizer") or NONE),
+                      str(r.get("path") or r.get("upstream_model") or NONE))
     Console().print(table)
 
 

@@ -1,23 +1,53 @@
 """One exception tree for the whole product, rendered as OpenAI error JSON in one place.
 
-    ManxueError                      500 server_error
+Every exception class defined in src/manxue is drawn here (tests/test_errors.py checks it);
+the ones not in this module name theirs.
+
+    ManxueError                      500 server_error            (what a client can see)
     ├── InvalidRequest               400 invalid_request_error   (malformed body, bad format)
-    │   ├── BodyTooLarge             413 invalid_request_error
-    │   └── ModelNotFound            404 invalid_request_error / model_not_found
+    │   ├── BodyTooLarge             413 invalid_request_error / request_too_large
+    │   └── NotFound                 404 invalid_request_error / not_found
+    │       ├── ModelNotFound            model_not_found         (a model, served or planned)
+    │       ├── RouteNotFound            not_found               (no route for the path)
+    │       ├── DeploymentNotFound       deployment_not_found    (admin: by name)
+    │       ├── KeyNotFound              key_not_found           (an API key by id or prefix)
+    │       ├── TenantNotFound           tenant_not_found
+    │       ├── ActionNotFound           not_found               (admin: POST .../{action})
+    │       ├── AssetNotFound            not_found               (a web page's static file)
+    │       ├── RequestNotFound          request_not_found       (a finished request's row)
+    │       └── JobNotFound              verify_job_not_found    (a verify job)
     ├── InvalidParameters            422 invalid_request_error   (wrong type or value)
+    │   ├── PriceListNotFound            price_list_not_found    (manxue.pricing.errors)
+    │   └── PriceNotFound                price_not_found         (manxue.pricing.errors)
     ├── AuthenticationFailed         401 authentication_error
     ├── InsufficientBalance          402 insufficient_quota
     ├── PermissionDenied             403 permission_error
-    │   └── PolicyViolation          403 ... when privacy forbids every deployment of a model
+    │   ├── PolicyViolation              privacy_local_unavailable (privacy forbids every
+    │   │                                                      deployment of the model)
+    │   └── TargetForbidden              verify_target_forbidden (manxue.verify.netguard)
     ├── RateLimited                  429 rate_limit_error        (carries Retry-After)
     ├── ServiceUnavailable           503 service_unavailable     (no usable deployment)
     └── UpstreamError                status of the upstream (5xx or 4xx it returned); a 4xx
         │                            reaches the client as the upstream's own error object,
         │                            never with the deployment's name
-        └── UpstreamTimeout          504 timeout
+        └── UpstreamTimeout          504 upstream_error / upstream_timeout
+
+    Never shown to a client as such:
+    ConfigError                      the config file or command line is wrong (at start)
+    DeploymentExists                 (manxue.gateway.dynamic) a deployment name is taken
+    CannotListen                     (manxue.server.run) the server cannot bind its address
+    RegistrationError                (manxue.engine_launch.register) engine not registered
+    EngineFailed                     (manxue.engine_launch.supervisor) an engine process died
+    BudgetExhausted                  (manxue.verify.budget) an audit spent its requests
+    ConnectionError                  (builtin) ─┬── ConnectError    (manxue.providers.http1)
+                                                └── BrokenResponse  (manxue.providers.http1)
+    TimeoutError                     (builtin) ──── TotalTimeout    (manxue.providers.http1)
+        The transport's three become UpstreamError / UpstreamTimeout in one place:
+        manxue.providers.openai_compat._gateway_error.
 
 Status semantics follow DeepSeek's API (400, 401, 402, 422, 429, 500, 503), with 403 for what a
-key may not do, 404 for what does not exist and 413 for a body too large.
+key may not do, 404 for what does not exist and 413 for a body too large. A NotFound keeps the
+type invalid_request_error; its subclass says what was not found (and sets the code).
 """
 
 from __future__ import annotations
@@ -79,9 +109,53 @@ class BodyTooLarge(InvalidRequest):
     code = "request_too_large"
 
 
-class ModelNotFound(InvalidRequest):
+class NotFound(InvalidRequest):
+    """Something named in the request does not exist (or is not the caller's to see)."""
+
     status = 404
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    """A model: not served here, not the key's, or unknown to the planner's catalog."""
+
     code = "model_not_found"
+
+
+class RouteNotFound(NotFound):
+    """No route for the method and path."""
+
+
+class DeploymentNotFound(NotFound):
+    code = "deployment_not_found"
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
+
+
+class TenantNotFound(NotFound):
+    code = "tenant_not_found"
+
+
+class ActionNotFound(NotFound):
+    """An admin action (path segment) that does not exist."""
+
+
+class AssetNotFound(NotFound):
+    """A static file of the web pages, absent from this release."""
+
+
+class RequestNotFound(NotFound):
+    """A finished request (a ledger row) the caller may read."""
+
+    code = "request_not_found"
+
+
+class JobNotFound(NotFound):
+    """A verify job: unknown, dropped from memory, or someone else's."""
+
+    code = "verify_job_not_found"
 
 
 class InvalidParameters(ManxueError):
@@ -112,7 +186,7 @@ class PolicyViolation(PermissionDenied):
     """The request may not go where the model is served (privacy = local, no local
     deployment): a setting of the key or the request, not a passing outage."""
 
-    code = "policy_no_deployment"
+    code = "privacy_local_unavailable"
 
 
 class RateLimited(ManxueError):

@@ -30,6 +30,13 @@ def run(*args: str) -> str:
     return r.stdout
 
 
+def wide(*args: str) -> str:
+    """A table as a 200-column terminal shows it (one line per row)."""
+    r = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
 def test_keys_create_json_contract(cfg):
     out = json.loads(run("keys", "create", "--tenant", "acme", "--balance", "10", "--currency", "USD",
                          "--models", "a,b", "--rpm", "5", "--tpm", "1000", "--max-concurrency", "2",
@@ -69,3 +76,32 @@ def test_cli_errors_are_clear(cfg):
     assert r.exit_code == 2 and "must be a number" in r.output
     r = runner.invoke(app, ["usage", "--since", "yesterday-ish", "--config", cfg])
     assert r.exit_code == 2 and "ISO 8601" in r.output
+
+
+def test_usage_limit_is_the_newest_rows(cfg):
+    out = json.loads(run("keys", "create", "--tenant", "acme", "--json", "--config", cfg))
+    engine = open_engine(load_settings(cfg).resolved_database_url())
+    ids = (out["tenant_id"], out["id"])
+    insert_rows(engine, [ledger_row(f"r{day}", datetime(2026, 11, day, tzinfo=UTC), *ids)
+                         for day in (3, 1, 5, 2, 4)])
+    rows = json.loads(run("usage", "--limit", "2", "--json", "--config", cfg))
+    assert [r["request_id"] for r in rows] == ["r4", "r5"]  # the newest two, oldest first
+    rows = json.loads(run("usage", "--limit", "2", "--until", "2026-11-04", "--json", "--config", cfg))
+    assert [r["request_id"] for r in rows] == ["r2", "r3"]
+    assert [r["request_id"] for r in json.loads(run("usage", "--json", "--config", cfg))] == [
+        "r1", "r2", "r3", "r4", "r5"]
+    table = wide("usage", "--limit", "1", "--config", cfg)
+    assert "2026-11-05 00:00:00" in table and "2026-11-04" not in table
+
+
+def test_tables_print_a_dash_for_nothing(cfg):
+    out = json.loads(run("keys", "create", "--tenant", "acme", "--json", "--config", cfg))
+    engine = open_engine(load_settings(cfg).resolved_database_url())
+    # billing off or an unknown key: no tenant, no key; a request that reached no deployment
+    insert_rows(engine, [ledger_row("anon", datetime(2026, 11, 5, tzinfo=UTC), None, None,
+                                    deployment=None, currency=None, status="error")])
+    [row] = [line for line in wide("usage", "--config", cfg).splitlines() if "error" in line]
+    assert "None" not in row and row.split()[2:4] == ["—", "m"]  # tenant, then model
+    assert "None" not in wide("usage", "--by", "deployment", "--config", cfg)
+    listed = wide("keys", "list", "--config", cfg)
+    assert out["rpm"] is None and "None" not in listed and "—" in listed  # no limits

@@ -8,13 +8,13 @@ from decimal import Decimal
 import pytest
 
 from manxue.accounting.money import Rates, cost_nano, to_nano
-from manxue.pricing.units import UnitPrices, Usage, cost
+from manxue.pricing.units import TokenCounts, UnitPrices, cost
 
 D = Decimal
 
 
 def rule(hit: int, miss: int, out: int, prices: tuple[Decimal, Decimal, Decimal]) -> int:
-    return to_nano(cost(Usage(hit, miss, out), UnitPrices(*prices, "USD")))
+    return to_nano(cost(TokenCounts(hit, miss, out), UnitPrices(*prices, "USD")))
 
 
 def test_random_prices_and_counts_match_the_decimal_rule() -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -112,3 +115,43 @@ def test_mounts_under_a_parent_app() -> None:
     res = runner.invoke(parent, ["plan", "--model", "deepseek-v3", "--hardware", "h200",
                                  "--gpus", "8", "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["fits"] is True
+
+
+# a file of the source tree or of the project around it, which an installed manxue does not have
+_UNSHIPPED = re.compile(r"docs/|\.\./|shared/|\.md\b|shared facts|collected facts")
+
+
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _texts(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _texts(v)
+
+
+def test_plan_cites_no_file_that_does_not_ship() -> None:
+    """GET /v1/plan (and the CLI's JSON) names its sources in words, not as repository paths."""
+    from manxue.errors import ManxueError
+    from manxue.plan.catalog import builtin_catalog
+    from manxue.plan.report import jsonable
+    from manxue.server.routes.plan import plan_report
+
+    cat = builtin_catalog()
+    queries = ([{"model": m, "hardware": "h800"} for m in cat.models]
+               + [{"model": "deepseek-r1", "hardware": h} for h in cat.hardware])
+    reports = []
+    for q in queries:
+        try:
+            reports.append(jsonable(plan_report({**q, "price_list": "deepseek-r1-2025-02"})))
+        except ManxueError:  # a model without a published KV layout needs kv_bytes_per_token
+            reports.append(jsonable(plan_report({**q, "kv_bytes_per_token": "70000"})))
+    assert {r["model"]["id"] for r in reports} == set(cat.models)
+    assert {r["hardware"]["id"] for r in reports} == set(cat.hardware)
+    outputs = [reports] + [json.loads(run(*cmd, "--json")) for cmd in
+                           (["models"], ["hardware"], ["calibration"], ["deepseek-day"])]
+    cited = [t for t in _texts(outputs) if _UNSHIPPED.search(t)]
+    assert cited == []
+    assert any("config.json" in r["model"]["source"] for r in reports)  # sources are still named

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from manxue.plan.day import deepseek_day, implied_hit_tokens, published_day
-from manxue.pricing import UnitPrices, Usage, cost
+from manxue.pricing import TokenCounts, UnitPrices, cost
 
 D = Decimal
 DAY = deepseek_day()
@@ -31,7 +31,7 @@ def test_margin_is_545_percent() -> None:
 
 def test_rounded_published_counts_give_562100_within_0_02_percent() -> None:
     r1 = UnitPrices(D("0.14"), D("0.55"), D("2.19"), "USD")
-    rounded = cost(Usage(342 * 10**9, 266 * 10**9, 168 * 10**9), r1)
+    rounded = cost(TokenCounts(342 * 10**9, 266 * 10**9, 168 * 10**9), r1)
     assert rounded == D(562_100)
     assert DAY["reconciliation"]["revenue_usd_at_published_rounded_counts"] == rounded
     assert abs(rounded - D(562_027)) / D(562_027) < D("0.0002")

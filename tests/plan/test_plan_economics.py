@@ -16,7 +16,7 @@ from manxue.plan.economics import (
     usd_per_million,
 )
 from manxue.plan.report import PlanQuery, build_report
-from manxue.pricing import UnitPrices, Usage
+from manxue.pricing import TokenCounts, UnitPrices
 
 D = Decimal
 
@@ -38,11 +38,11 @@ def test_cost_side_as_a_price_sheet() -> None:
 
 def test_traffic_margin_with_fixed_cost_and_with_a_cost_sheet() -> None:
     r1 = UnitPrices(D("0.14"), D("0.55"), D("2.19"), "USD")
-    usage = Usage(342 * 10**9, 266 * 10**9, 168 * 10**9)
+    usage = TokenCounts(342 * 10**9, 266 * 10**9, 168 * 10**9)
     m = traffic_margin(usage, r1, D(87_072))
     assert (m.revenue, m.cost, m.profit) == (D(562_100), D(87_072), D(475_028))
     upstream = UnitPrices(D("0.07"), D("0.27"), D("1.10"), "USD")   # reselling V3-priced tokens
-    m2 = traffic_margin(Usage(1_000_000, 1_000_000, 1_000_000), r1, upstream)
+    m2 = traffic_margin(TokenCounts(1_000_000, 1_000_000, 1_000_000), r1, upstream)
     assert (m2.revenue, m2.cost) == (D("2.88"), D("1.44"))
     assert m2.cost_profit_margin == D(1)
     with pytest.raises(InvalidParameters, match="CNY"):

@@ -1,23 +1,16 @@
 """The verifier page: audit the gateway's own embedded model with the cheapest settings,
 watch the progress per check, read the verdict, download the JSON and HTML reports.
 
-Needs the verifier's routes (manxue.server.routes.verify: POST /v1/verify, GET /v1/verify/{id},
-GET /v1/verify/{id}/report.html); skipped where that module is absent.
+Uses the verifier's routes (manxue.server.routes.verify: POST /v1/verify, GET /v1/verify/{id},
+GET /v1/verify/{id}/report.html).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-import pytest
-
 from tests.web.conftest import LOCAL, SHOTS, Browser, Site
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("manxue.server.routes.verify") is None,
-    reason="the verifier's HTTP routes (manxue.server.routes.verify) are not there yet")
 
 
 def test_verify_the_local_model(browser: Browser, site: Site, tmp_path: Path) -> None:

@@ -22,9 +22,12 @@ from manxue.pricing.lists import in_utc
 from manxue.settings import Settings, load_settings
 from manxue.store.db import open_engine
 
-keys_app = typer.Typer(help="Create, list, change, disable, rotate and top up API keys.",
-                       no_args_is_help=True)
-tenants_app = typer.Typer(help="List tenants and give one its own price list.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list, change, disable, rotate and top up API keys.\n\n"
+                            "Example: manxue keys create --tenant acme --balance 20",
+                       no_args_is_help=True, rich_markup_mode="rich")
+tenants_app = typer.Typer(help="List tenants and give one its own price list.\n\n"
+                               "Example: manxue tenants set acme --price-list deepseek-2026-08",
+                          no_args_is_help=True, rich_markup_mode="rich")
 out = Console()
 err = Console(stderr=True)
 
@@ -36,11 +39,17 @@ PriceListOpt = Annotated[str | None, typer.Option("--price-list", help="Price li
 ModelsOpt = Annotated[str | None, typer.Option(help="Comma-separated models the key may use.")]
 RpmOpt = Annotated[int | None, typer.Option(help="Requests per minute.")]
 TpmOpt = Annotated[int | None, typer.Option(help="Tokens per minute.")]
-ConcurrencyOpt = Annotated[int | None, typer.Option("--max-concurrency")]
+ConcurrencyOpt = Annotated[int | None, typer.Option("--max-concurrency",
+                                                   help="Requests in flight at once.")]
 PrivacyOpt = Annotated[str | None, typer.Option(help="'local': only local deployments.")]
-ExpiresOpt = Annotated[str | None, typer.Option(help="Expiry, ISO 8601.")]
-DailyOpt = Annotated[str | None, typer.Option("--daily-budget")]
-MonthlyOpt = Annotated[str | None, typer.Option("--monthly-budget")]
+ExpiresOpt = Annotated[str | None, typer.Option(help="Expiry, ISO 8601, e.g. 2027-01-01.")]
+DailyOpt = Annotated[str | None, typer.Option(
+    "--daily-budget", help="Most the key may spend per UTC day, in its currency.")]
+MonthlyOpt = Annotated[str | None, typer.Option(
+    "--monthly-budget", help="Most the key may spend per UTC month, in its currency.")]
+RefArg = Annotated[str, typer.Argument(metavar="KEY", help="Key id or prefix.", show_default=False)]
+NONE = "—"
+"""What a table prints for a value that is not there (never "None")."""
 
 
 def _store(config: Path | None) -> KeyStore:
@@ -119,7 +128,7 @@ def create(
     name: NameOpt = None,
     balance: Annotated[str | None, typer.Option(help="Prepaid balance; omit for a postpaid key.")] = None,
     currency: Annotated[str | None, typer.Option(
-        help="Currency of the balance and prices (default: the price list's, else USD).")] = None,
+        help="Currency of the balance and prices. \\[default: the price list's, else USD]")] = None,
     price_list: PriceListOpt = None,
     models: ModelsOpt = None,
     rpm: RpmOpt = None,
@@ -132,7 +141,10 @@ def create(
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Create a key. Its secret is printed once and never stored."""
+    """Create a key. Its secret is printed once and never stored.
+
+    Example: manxue keys create --tenant acme --balance 20 --rpm 60 --models deepseek-chat
+    """
     store = _store(config)
     if price_list is not None:
         _check_price_list(config, price_list)
@@ -159,7 +171,10 @@ def list_keys(
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """List keys (prefix only), with limits, balance and spending."""
+    """List keys (prefix only), with limits, balance and spending.
+
+    Example: manxue keys list --tenant acme
+    """
     store = _store(config)
     spent = store.spent()
     rows = [r.public(spent.get(r.id, 0)) for r in store.all(tenant)]
@@ -171,8 +186,8 @@ def list_keys(
         limits = " ".join(f"{k}={r[k]}" for k in ("rpm", "tpm", "max_concurrency") if r[k])
         status = r["status"]
         balance = f"{r['balance']} {r['currency']}" if r["balance"] is not None else "postpaid"
-        t.add_row(r["id"], r["prefix"] + "…", r["tenant"], status, balance,
-                  f"{r['spent']} {r['currency']}", limits or "-", ",".join(r["models"] or []) or "all")
+        t.add_row(r["id"], r["prefix"] + "…", _text(r["tenant"]), status, balance,
+                  f"{r['spent']} {r['currency']}", limits or NONE, ",".join(r["models"] or []) or "all")
     out.print(t)
 
 
@@ -203,7 +218,7 @@ def _change(ref: str, config: Path | None, json: bool, action: str, **kw: Any) -
 
 @keys_app.command("set")
 def set_key(
-    ref: Annotated[str, typer.Argument(help="Key id or prefix.")],
+    ref: RefArg,
     name: NameOpt = None,
     price_list: PriceListOpt = None,
     models: ModelsOpt = None,
@@ -223,7 +238,10 @@ def set_key(
     json: JsonOpt = False,
 ) -> None:
     """Change a key's limits, models, price list, privacy, budgets or expiry (seen by running
-    gateways within the key refresh interval)."""
+    gateways within the key refresh interval).
+
+    Example: manxue keys set key_0123456789abcdef --rpm 120 --unset tpm
+    """
     changes: dict[str, Any] = {}
     for field, value in (("name", name), ("price_list", price_list), ("rpm", rpm), ("tpm", tpm),
                          ("max_concurrency", max_concurrency), ("privacy", privacy),
@@ -261,32 +279,42 @@ def set_key(
 
 
 @keys_app.command("disable")
-def disable(ref: Annotated[str, typer.Argument(help="Key id or prefix.")], config: ConfigOpt = None,
-            json: JsonOpt = False) -> None:
-    """Disable a key (requests with it get 401 within seconds)."""
+def disable(ref: RefArg, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Disable a key (requests with it get 401 within seconds).
+
+    Example: manxue keys disable key_0123456789abcdef
+    """
     _change(ref, config, json, "disable")
 
 
 @keys_app.command("enable")
-def enable(ref: Annotated[str, typer.Argument(help="Key id or prefix.")], config: ConfigOpt = None,
-           json: JsonOpt = False) -> None:
-    """Enable a disabled key again."""
+def enable(ref: RefArg, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Enable a disabled key again.
+
+    Example: manxue keys enable key_0123456789abcdef
+    """
     _change(ref, config, json, "enable")
 
 
 @keys_app.command("rotate")
-def rotate(ref: Annotated[str, typer.Argument(help="Key id or prefix.")], config: ConfigOpt = None,
-           json: JsonOpt = False) -> None:
-    """Give a key a new secret; the old secret stops working."""
+def rotate(ref: RefArg, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Give a key a new secret; the old secret stops working.
+
+    Example: manxue keys rotate key_0123456789abcdef
+    """
     _change(ref, config, json, "rotate")
 
 
 @keys_app.command("topup")
-def topup(ref: Annotated[str, typer.Argument(help="Key id or prefix.")],
-          amount: Annotated[str, typer.Argument(help="Amount in the key's currency.")],
+def topup(ref: RefArg,
+          amount: Annotated[str, typer.Argument(metavar="AMOUNT", help="Amount in the key's currency.",
+                                                show_default=False)],
           note: Annotated[str | None, typer.Option(help="Why (kept with the credit).")] = None,
           config: ConfigOpt = None, json: JsonOpt = False) -> None:
-    """Add prepaid credit to a key."""
+    """Add prepaid credit to a key.
+
+    Example: manxue keys topup key_0123456789abcdef 50 --note "invoice 2026-11"
+    """
     value = _money(amount, "amount")
     assert value is not None
     _change(ref, config, json, "topup", amount=value, note=note)
@@ -294,29 +322,36 @@ def topup(ref: Annotated[str, typer.Argument(help="Key id or prefix.")],
 
 @tenants_app.command("list")
 def list_tenants(config: ConfigOpt = None, json: JsonOpt = False) -> None:
-    """Tenants, their price lists and how many keys each has."""
+    """Tenants, their price lists and how many keys each has.
+
+    Example: manxue tenants list --json
+    """
     rows = _store(config).tenants()
     if json:
         _emit_json(rows)
         return
     t = _whole(Table("tenant", "price list", "keys", "created"))
     for r in rows:
-        t.add_row(r["name"], r["price_list"] or "[dim](the default)[/dim]", str(r["keys"]),
-                  r["created_at"][:10])
+        t.add_row(_text(r["name"]), r["price_list"] or "[dim](the default)[/dim]", str(r["keys"]),
+                  _text(r["created_at"])[:10])
     out.print(t)
 
 
 @tenants_app.command("set")
 def set_tenant(
-    tenant: Annotated[str, typer.Argument(help="The tenant's name.")],
+    tenant: Annotated[str, typer.Argument(metavar="TENANT", help="The tenant's name.",
+                                          show_default=False)],
     price_list: Annotated[str | None, typer.Option(
         "--price-list", help="Price list id for the tenant's keys that name none.")] = None,
     clear_price_list: Annotated[bool, typer.Option(
-        "--clear-price-list", help="Back to [billing] default_price_list.")] = False,
+        "--clear-price-list", help="Back to \\[billing] default_price_list.")] = False,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Give a tenant its own price list (a key's own --price-list still wins)."""
+    """Give a tenant its own price list (a key's own --price-list still wins).
+
+    Example: manxue tenants set acme --price-list deepseek-2026-08
+    """
     if (price_list is None) == (not clear_price_list):
         err.print("[red]error:[/red] give --price-list ID or --clear-price-list")
         raise typer.Exit(2)
@@ -340,11 +375,15 @@ def usage(
     until: Annotated[str | None, typer.Option(help="Before this time (ISO 8601).")] = None,
     by: Annotated[str | None, typer.Option(
         help="Totals by tenant, key, model, deployment or day instead of rows.")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="At most this many rows.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="Only the newest N rows (printed oldest first). \\[default: every row]")] = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Ledger rows, or totals with cache-hit rate, revenue, upstream and GPU-hour costs, margin."""
+    """Ledger rows, or totals with cache-hit rate, revenue, upstream and GPU-hour costs, margin.
+
+    Example: manxue usage --tenant acme --since 2026-11-01 --limit 20
+    """
     settings, store = _open(config)
     s, u = _when(since, "--since"), _when(until, "--until")
     fixed = fixed_costs(settings.deployments, settings.billing.currency)
@@ -371,7 +410,7 @@ def usage(
         text = c in (by, "at", "tenant", "model", "deployment", "status", "currency")
         t.add_column(_HEADERS.get(c, c), justify="left" if text else "right", overflow="fold")
     for row in data:
-        t.add_row(*[_cell(c, row.get(c, "")) for c in cols])
+        t.add_row(*[_cell(c, row.get(c)) for c in cols])
     out.print(t)
 
 
@@ -380,21 +419,30 @@ _HEADERS = {"prompt_tokens": "prompt", "cache_hit_tokens": "cache hit", "cache_h
             "currency": "cur"}
 
 
+def _text(value: Any) -> str:
+    return NONE if value is None or value == "" else str(value)
+
+
 def _cell(column: str, value: Any) -> str:
     if column == "at" and isinstance(value, str):  # to the second, in UTC, for people
         return value[:19].replace("T", " ")
-    return str(value)
+    return _text(value)
 
 
 def invoice(
     tenant: Annotated[str, typer.Option(help="The tenant to invoice.")],
     month: Annotated[str, typer.Option(help="Month, e.g. 2026-11.")],
-    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write the invoice here.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Write the invoice here. \\[default: standard output]")] = None,
     config: ConfigOpt = None,
-    json: JsonOpt = False,
+    json: Annotated[bool, typer.Option(
+        "--json", help="Print JSON instead of CSV. \\[default: CSV]")] = False,
 ) -> None:
     """An invoice for one tenant and month: CSV (a line per key and model, then a total per
-    currency), or with --json the same lines and totals as JSON."""
+    currency), or with --json the same lines and totals as JSON.
+
+    Example: manxue invoice --tenant acme --month 2026-11 --out acme-2026-11.csv
+    """
     store = _store(config)
     try:
         if json:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from manxue.accounting.counters import Limits
 from manxue.accounting.money import text as money_text
 from manxue.accounting.money import to_nano
-from manxue.errors import InvalidParameters, ModelNotFound
+from manxue.errors import InvalidParameters, KeyNotFound
 from manxue.pricing.lists import CURRENCY_CODE, in_utc
 from manxue.store.tables import api_keys, credits, ledger, tenants
 
@@ -359,8 +359,8 @@ class KeyStore:
         with self.engine.connect() as c:
             rows = list(c.execute(q))
         if not rows:
-            raise ModelNotFound(f"no API key {ref!r} (give its id or prefix; `manxue keys list` shows them)",
-                                code="key_not_found", param="key")
+            raise KeyNotFound(f"no API key {ref!r} (give its id or prefix; `manxue keys list` shows them)",
+                              param="key")
         if len(rows) > 1:
             raise InvalidParameters(f"{ref!r} matches several keys; give the key id", param="key")
         return _record(rows[0], int(rows[0].credit_total))

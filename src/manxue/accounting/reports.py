@@ -16,7 +16,7 @@ from sqlalchemy import Date, Engine, String, cast, func, select
 from manxue.accounting import fixed_costs as fc
 from manxue.accounting.fixed_costs import FixedCost
 from manxue.accounting.money import text as money_text
-from manxue.errors import InvalidParameters, ModelNotFound
+from manxue.errors import InvalidParameters, TenantNotFound
 from manxue.pricing.lists import in_utc
 from manxue.store.tables import api_keys, ledger, tenants
 
@@ -51,14 +51,18 @@ def _joined(*cols: Any) -> Any:
 def usage_rows(engine: Engine, *, tenant: str | None = None, key: str | None = None,
                since: datetime | None = None, until: datetime | None = None,
                limit: int | None = None) -> list[dict[str, Any]]:
-    """Ledger rows, oldest first, with money as decimal strings."""
+    """Ledger rows, oldest first, with money as decimal strings; with `limit`, the newest
+    `limit` rows (still oldest first)."""
     q = _joined(ledger, tenants.c.name.label("tenant"), api_keys.c.prefix.label("key_prefix"))
-    q = _filters(q, tenant, key, since, until).order_by(ledger.c.at, ledger.c.request_id)
-    if limit is not None:
-        q = q.limit(limit)
+    q = _filters(q, tenant, key, since, until)
+    if limit is None:
+        q = q.order_by(ledger.c.at, ledger.c.request_id)
+    else:
+        q = q.order_by(ledger.c.at.desc(), ledger.c.request_id.desc()).limit(limit)
     out = []
     with engine.connect() as c:
-        for r in c.execute(q):
+        rows = list(c.execute(q))
+        for r in (rows if limit is None else reversed(rows)):
             d = {str(k): v for k, v in r._mapping.items()}
             d["at"] = _aware(d["at"]).isoformat()
             d["cost"] = money_text(d.pop("cost_nano"))
@@ -201,8 +205,8 @@ def invoice(engine: Engine, tenant: str, month: str) -> dict[str, Any]:
     totals: dict[str, int] = {}
     with engine.connect() as c:
         if c.execute(select(tenants.c.id).where(tenants.c.name == tenant)).first() is None:
-            raise ModelNotFound(f"no tenant named {tenant!r} (`manxue tenants list` shows them)",
-                                code="tenant_not_found", param="tenant")
+            raise TenantNotFound(f"no tenant named {tenant!r} (`manxue tenants list` shows them)",
+                                 param="tenant")
         for r in c.execute(q):
             amount = int(r.cost_nano or 0)
             cur = r.currency or ""

@@ -33,7 +33,8 @@ from manxue.engine_launch.register import (
 from manxue.engine_launch.supervisor import EngineFailed, Reporter, Supervisor, SupervisorConfig
 
 engine_app = typer.Typer(
-    help="Launch distributed inference engines (vLLM, SGLang) and serve them through manxue.",
+    help="Launch distributed inference engines (vLLM, SGLang) and serve them through manxue.\n\n"
+         "Example: manxue engine launch vllm -m Qwen/Qwen2.5-7B-Instruct --tp 2 --dry-run",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
@@ -47,7 +48,10 @@ class Engine(StrEnum):
 
 @engine_app.callback()
 def _engine_root() -> None:
-    """Launch distributed inference engines (vLLM, SGLang) and serve them through manxue."""
+    """Launch distributed inference engines (vLLM, SGLang) and serve them through manxue.
+
+    Example: manxue engine launch vllm -m Qwen/Qwen2.5-7B-Instruct --tp 2 --dry-run
+    """
 
 
 @engine_app.command(
@@ -57,7 +61,7 @@ def _engine_root() -> None:
 )
 def launch(
     ctx: typer.Context,
-    engine: Annotated[Engine, typer.Argument(help="Which engine: vllm or sglang.",
+    engine: Annotated[Engine, typer.Argument(metavar="ENGINE", help="Which engine: vllm or sglang.",
                                              case_sensitive=False, show_default=False)],
     model: Annotated[str, typer.Option("--model", "-m", show_default=False,
                                        help="Model: a local path or a Hugging Face id.")],
@@ -65,17 +69,19 @@ def launch(
     dp: Annotated[int, typer.Option("--dp", min=1, help="Data-parallel size (replicas).")] = 1,
     ep: Annotated[bool, typer.Option("--ep", help="Expert parallelism for MoE models.")] = False,
     port: Annotated[int | None, typer.Option(
-        min=1, max=65535, help="Engine port \\[default: 8000 for vllm, 30000 for sglang].",
+        min=1, max=65535, help="Engine port. \\[default: 8000 for vllm, 30000 for sglang]",
         show_default=False)] = None,
     host: Annotated[str, typer.Option(help="Address the engine binds.")] = "127.0.0.1",
     max_model_len: Annotated[int | None, typer.Option(
-        min=1, help="Longest context in tokens (sglang: --context-length).")] = None,
+        min=1, help="Longest context in tokens (sglang: --context-length). \\[default: the "
+        "model's]")] = None,
     gpu_memory_utilization: Annotated[float | None, typer.Option(
-        min=0.01, max=1.0,
-        help="Share of GPU memory the engine may take (sglang: --mem-fraction-static).")] = None,
-    quantization: Annotated[str | None, typer.Option(help="e.g. fp8, awq, gptq.")] = None,
+        min=0.01, max=1.0, help="Share of GPU memory the engine may take (sglang: "
+        "--mem-fraction-static). \\[default: the engine's]")] = None,
+    quantization: Annotated[str | None, typer.Option(
+        help="Weight quantization, e.g. fp8, awq, gptq. \\[default: the engine's choice]")] = None,
     served_name: Annotated[str | None, typer.Option(
-        help="Model name clients ask for \\[default: the --model value].")] = None,
+        help="Model name clients ask for. \\[default: the --model value]")] = None,
     gateway: Annotated[str | None, typer.Option(
         envvar="MANXUE_GATEWAY", help="Running manxue gateway to register in, e.g. "
         "http://127.0.0.1:8765.")] = None,
@@ -83,15 +89,15 @@ def launch(
         envvar=ADMIN_KEY_ENV, show_envvar=True, show_default=False,
         help="The gateway's admin key.")] = None,
     name: Annotated[str | None, typer.Option(
-        help="Deployment name in the gateway \\[default: ENGINE-HOST-PORT].")] = None,
+        help="Deployment name in the gateway. \\[default: ENGINE-HOST-PORT]")] = None,
     priority: Annotated[int, typer.Option(
         help="Deployment priority (lower is tried first).")] = 0,
     advertise_url: Annotated[str | None, typer.Option(
-        help="Engine URL the gateway should use \\[default: http://HOST:PORT/v1].")] = None,
+        help="Engine URL the gateway should use. \\[default: http://HOST:PORT/v1]")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the command and the deployment, start nothing.")] = False,
     log_file: Annotated[Path | None, typer.Option(
-        help="Engine output \\[default: ./manxue-NAME.log].")] = None,
+        help="Engine output. \\[default: ./manxue-NAME.log]")] = None,
     startup_timeout: Annotated[float, typer.Option(
         min=1, help="Seconds to wait for the engine to become healthy.")] = 1800,
     max_restarts: Annotated[int, typer.Option(
@@ -107,8 +113,9 @@ def launch(
         min=0.1, help="Seconds between checks that the gateway still lists the deployment "
         "(it is registered again if not).")] = 30.0,
     python: Annotated[str, typer.Option(
-        envvar="MANXUE_ENGINE_PYTHON", help="Python interpreter that has the engine installed.",
-        show_default="this interpreter")] = sys.executable,
+        envvar="MANXUE_ENGINE_PYTHON", show_default=False,
+        help="Python interpreter that has the engine installed. \\[default: this interpreter]")]
+        = sys.executable,
     engine_exec: Annotated[str | None, typer.Option(
         envvar="MANXUE_ENGINE_EXEC",
         help="Command replacing `PYTHON -m ENTRYPOINT` (shell-split), e.g. a wrapper script.")] = None,
@@ -118,6 +125,10 @@ def launch(
     The engine is health-checked (GET /health, then /v1/models), restarted with exponential
     backoff when it dies, and stopped cleanly (SIGTERM, then SIGKILL) on Ctrl-C or SIGTERM,
     when it is also removed from the gateway.
+
+    Set the gateway's admin key in MANXUE_ADMIN_KEY (or pass --admin-key) to register it.
+
+    Example: manxue engine launch sglang -m deepseek-ai/DeepSeek-V3 --tp 8 --gateway http://127.0.0.1:8765
     """
     err = Console(stderr=True)
     try:

@@ -127,8 +127,7 @@ class Router:
         if not ordered:
             raise PolicyViolation(
                 f"model '{model}' has no local deployment, and this request may not leave the "
-                "machine (privacy = local)",
-                code="privacy_local_unavailable")
+                "machine (privacy = local)")
         return ordered
 
     # ---- getting a first byte ----------------------------------------------------------------
@@ -235,8 +234,8 @@ class Router:
         self.metrics.child(self.metrics.in_flight, dep.name).dec()
 
     def _record_failure(self, dep: Deployment, exc: UpstreamError) -> None:
-        reason = "timeout" if exc.status == 504 else str(exc.status)
-        self.metrics.child(self.metrics.upstream_errors, dep.name, reason).inc()
+        # the same words as the error message: "timeout", "unreachable", else the HTTP status
+        self.metrics.child(self.metrics.upstream_errors, dep.name, _reason(exc)).inc()
         log.warning("%s", exc.message)
         dep.breaker.record_failure()
         if exc.retry_after:

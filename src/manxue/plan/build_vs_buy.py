@@ -20,7 +20,7 @@ from typing import Any
 from manxue.errors import InvalidParameters
 from manxue.plan.capacity import Capacity
 from manxue.plan.traffic import HourTraffic
-from manxue.pricing import PriceList, Usage, price_at
+from manxue.pricing import PriceList, TokenCounts, price_at
 from manxue.pricing.units import raw_cost, round_money
 
 MONTH_HOURS = 730
@@ -78,8 +78,8 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[rank - 1]
 
 
-def _scaled(usage: Usage, share: float) -> Usage:
-    return Usage(round(usage.hit * share), round(usage.miss * share), round(usage.output * share))
+def _scaled(usage: TokenCounts, share: float) -> TokenCounts:
+    return TokenCounts(round(usage.hit * share), round(usage.miss * share), round(usage.output * share))
 
 
 def compare(hours: list[HourTraffic], cap: Capacity, gpu_hour: Decimal, plist: PriceList,
@@ -115,7 +115,7 @@ def compare(hours: list[HourTraffic], cap: Capacity, gpu_hour: Decimal, plist: P
     for p in percentiles:
         options.append(self_hosted(f"hybrid-p{p:g}", math.ceil(_percentile(needs, p))))
     cheapest = min(options, key=lambda o: o.monthly_usd)
-    month = _scaled(sum((h.usage for h in hours), Usage()), float(scale))
+    month = _scaled(sum((h.usage for h in hours), TokenCounts()), float(scale))
     return {
         "hours": len(hours), "month_hours": MONTH_HOURS, "price_list": plist.id, "model": model,
         "tokens_per_month": {"cache_hit": month.hit, "cache_miss": month.miss, "output": month.output},

@@ -43,8 +43,11 @@ from manxue.plan.report import (
 )
 from manxue.plan.specs import HardwareSpec, ModelSpec
 
+PLAN_EXAMPLE = "manxue plan -m deepseek-r1 --hardware h800 --gpus 16 --price-list deepseek-r1-2025-02"
+
 plan_app = typer.Typer(
-    help="Plan a deployment: memory, KV cache, roofline throughput, token cost and margin.",
+    help="Plan a deployment: memory, KV cache, roofline throughput, token cost and margin.\n\n"
+         f"Example: {PLAN_EXAMPLE}",
     add_completion=False,
     rich_markup_mode="rich",
 )
@@ -76,7 +79,7 @@ def plan(
     gpu_hour: GpuHourOpt = "2.0",
     price_list: PriceListOpt = None,
     at: Annotated[str | None, typer.Option(
-        help="Price at this time (ISO 8601), time-of-day windows applied \\[default: list prices].",
+        help="Price at this time (ISO 8601), time-of-day windows applied. \\[default: list prices]",
         show_default=False)] = None,
     efficiency: EfficiencyOpt = 1.0,
     utilisation: Annotated[float, typer.Option(min=0.001, max=1.0,
@@ -88,10 +91,10 @@ def plan(
         min=1, help="Override the KV cache bytes per token (models without a published layout).",
         show_default=False)] = None,
     batch: Annotated[int | None, typer.Option(
-        min=1, help="Decode batch \\[default: the most sequences that fit].", show_default=False)] = None,
+        min=1, help="Decode batch. \\[default: the most sequences that fit]", show_default=False)] = None,
     input_per_output: Annotated[float, typer.Option(
-        min=0.0, help="Input tokens per output token, for revenue at a price list.",
-        show_default="608/168, DeepSeek's published day")]
+        min=0.0, help="Input tokens per output token, for revenue at a price list. "
+        "\\[default: 608/168, DeepSeek's published day]", show_default=False)]
         = DEFAULT_INPUT_PER_OUTPUT,
     hit_rate: HitRateOpt = DEFAULT_HIT_RATE,
     catalog: CatalogOpt = None,
@@ -101,7 +104,10 @@ def plan(
         help="Write charts (memory, decode throughput and cost vs batch) to this PNG.",
         show_default=False)] = None,
 ) -> None:
-    """Plan a model on N accelerators: [bold]manxue plan -m deepseek-r1 --hardware h800 --gpus 16[/bold]."""
+    """Plan a deployment: memory, KV cache, roofline throughput, token cost and margin.
+
+    Example: manxue plan -m deepseek-r1 --hardware h800 --gpus 16 --price-list deepseek-r1-2025-02
+    """
     if ctx.invoked_subcommand is not None:
         return
     if model is None and hardware is None:
@@ -133,7 +139,10 @@ def plan(
 
 @plan_app.command("deepseek-day")
 def deepseek_day_cmd(as_json: JsonOpt = False) -> None:
-    """DeepSeek's published day (2025-02-27/28): $87,072 cost, $562,027 revenue, 545% margin."""
+    """DeepSeek's published day (2025-02-27/28): $87,072 cost, $562,027 revenue, 545% margin.
+
+    Example: manxue plan deepseek-day --json
+    """
     from manxue.plan.day import deepseek_day
 
     with _errors():
@@ -147,7 +156,8 @@ def deepseek_day_cmd(as_json: JsonOpt = False) -> None:
 @plan_app.command("build-vs-buy")
 def build_vs_buy_cmd(
     traffic: Annotated[Path, typer.Option(
-        help="CSV: time (or hour), input_tokens, output_tokens[, cache_hit_tokens]; one row per hour.",
+        help="CSV: time (or hour), input_tokens, output_tokens, optional cache_hit_tokens; one "
+             "row per hour.",
         show_default=False)],
     model: ModelOpt = None,
     hardware: HardwareOpt = None,
@@ -158,10 +168,10 @@ def build_vs_buy_cmd(
     price_list: Annotated[str, typer.Option(
         "--price-list", help="Cloud API price list to compare with.")] = "deepseek-r1-2025-02",
     percentile: Annotated[list[float] | None, typer.Option(
-        help="Hybrid: size self-hosting for this percentile of hourly need (repeatable) "
-             "\\[default: 50 75 90 95].", show_default=False)] = None,
+        help="Hybrid: size self-hosting for this percentile of hourly need (repeatable). "
+             "\\[default: 50 75 90 95]", show_default=False)] = None,
     start: Annotated[str | None, typer.Option(
-        help="Time of hour 0 for an `hour` column (ISO 8601) \\[default: a Monday inside the list].",
+        help="Time of hour 0 for an `hour` column (ISO 8601). \\[default: a Monday inside the list]",
         show_default=False)] = None,
     hit_rate: HitRateOpt = DEFAULT_HIT_RATE,
     efficiency: EfficiencyOpt = 1.0,
@@ -169,7 +179,10 @@ def build_vs_buy_cmd(
     prices: PricesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Monthly cost of a cloud API vs self-hosting for the peak vs a hybrid, for a traffic profile."""
+    """Monthly cost of a cloud API vs self-hosting for the peak vs a hybrid, for a traffic profile.
+
+    Example: manxue plan build-vs-buy --traffic traffic.csv -m deepseek-r1 --hardware h800 --gpus 16
+    """
     from manxue.plan.build_vs_buy import DEFAULT_PERCENTILES, compare, default_start
     from manxue.plan.traffic import read_traffic
     from manxue.pricing import get_price_list
@@ -212,19 +225,28 @@ def _spec_json(spec: ModelSpec | HardwareSpec) -> dict[str, Any]:
 
 @plan_app.command("models")
 def models_cmd(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
-    """The model catalog (with your --catalog entries)."""
+    """The model catalog (with your --catalog entries).
+
+    Example: manxue plan models --json
+    """
     _listing(catalog, as_json, lambda c: c.models, render.render_models)
 
 
 @plan_app.command("hardware")
 def hardware_cmd(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
-    """The hardware catalog (with your --catalog entries)."""
+    """The hardware catalog (with your --catalog entries).
+
+    Example: manxue plan hardware --catalog my-hardware.toml
+    """
     _listing(catalog, as_json, lambda c: c.hardware, render.render_hardware)
 
 
 @plan_app.command("calibration")
 def calibration_cmd(as_json: JsonOpt = False) -> None:
-    """Roofline estimates next to published serving measurements (estimate / published)."""
+    """Roofline estimates next to published serving measurements (estimate / published).
+
+    Example: manxue plan calibration
+    """
     from manxue.plan.calibration import calibration
 
     with _errors():

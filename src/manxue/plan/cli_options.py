@@ -19,22 +19,23 @@ HardwareOpt = Annotated[str | None, typer.Option(
     "--hardware", show_default=False, help="Hardware id (see `manxue plan hardware`).")]
 GpusOpt = Annotated[int, typer.Option("--gpus", "-n", min=1, help="Accelerators (or hosts).")]
 PrecisionOpt = Annotated[str | None, typer.Option(
-    help="Weights: bf16, fp8, int8, int4, a GGUF type (q4_k_m, …), ud-iq1_s or bpw:X "
-         "\\[default: the model's native precision].", show_default=False)]
+    help="Weights: bf16, fp8, int8, int4, a GGUF type (q4_k_m, …), ud-iq1_s or bpw:X. "
+         "\\[default: the model's native precision]", show_default=False)]
 ContextOpt = Annotated[int, typer.Option(min=1, help="Tokens of KV cache per sequence.")]
 GpuHourOpt = Annotated[str, typer.Option("--gpu-hour", help="USD per accelerator-hour.")]
 PriceListOpt = Annotated[str | None, typer.Option(
-    "--price-list", help="Price list id to sell at (see docs/pricing.md).", show_default=False)]
+    "--price-list", help="Price list id to sell at (see `manxue prices`).", show_default=False)]
 EfficiencyOpt = Annotated[float, typer.Option(
     min=0.001, max=1.0, help="Share of the roofline reached (1.0 = upper bound).")]
 CatalogOpt = Annotated[Path | None, typer.Option(
     "--catalog", help="TOML file with your own \\[\\[model]] / \\[\\[hardware]] entries.",
     show_default=False)]
 PricesOpt = Annotated[Path | None, typer.Option(
-    "--prices", help="TOML file with your own price lists (docs/pricing.md).", show_default=False)]
+    "--prices", help="TOML file with your own price lists (like \\[billing] price_lists).",
+    show_default=False)]
 HitRateOpt = Annotated[float, typer.Option(
-    "--hit-rate", min=0.0, max=1.0, help="Share of input tokens that are cache hits.",
-    show_default="342/608, DeepSeek's published day")]
+    "--hit-rate", min=0.0, max=1.0, show_default=False,
+    help="Share of input tokens that are cache hits. \\[default: 342/608, DeepSeek's published day]")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 

@@ -22,7 +22,7 @@ from importlib import resources
 from typing import Any
 
 from manxue.plan.economics import Margin, traffic_margin
-from manxue.pricing import PriceList, UnitPrices, Usage, get_price_list, price_at
+from manxue.pricing import PriceList, TokenCounts, UnitPrices, get_price_list, price_at
 from manxue.pricing.units import raw_cost, round_money
 
 
@@ -73,7 +73,7 @@ def implied_hit_tokens(input_tokens: int, output_tokens: int, prices: UnitPrices
     return int((numerator / (prices.miss - prices.hit)).to_integral_value(ROUND_HALF_EVEN))
 
 
-def offpeak_revenue_flat(usage: Usage, price_list: PriceList, model: str, start: datetime,
+def offpeak_revenue_flat(usage: TokenCounts, price_list: PriceList, model: str, start: datetime,
                          end: datetime) -> Decimal:
     """Revenue if the tokens were spread evenly by minute and priced with time-of-day windows."""
     minutes = int((end - start).total_seconds() // 60)
@@ -82,8 +82,8 @@ def offpeak_revenue_flat(usage: Usage, price_list: PriceList, model: str, start:
     return round_money(total / minutes)
 
 
-def _usage(day: PublishedDay, hits: int) -> Usage:
-    return Usage(hits, day.input_tokens - hits, day.output_tokens)
+def _usage(day: PublishedDay, hits: int) -> TokenCounts:
+    return TokenCounts(hits, day.input_tokens - hits, day.output_tokens)
 
 
 def deepseek_day(price_list: PriceList | None = None) -> dict[str, Any]:

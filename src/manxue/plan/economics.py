@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from manxue.errors import InvalidParameters
-from manxue.pricing import UnitPrices, Usage
+from manxue.pricing import TokenCounts, UnitPrices
 from manxue.pricing.units import raw_cost, round_money
 
 HOUR = 3600
@@ -70,7 +70,7 @@ class Margin:
                 "cost_profit_margin": self.cost_profit_margin, "currency": self.currency}
 
 
-def traffic_margin(usage: Usage, revenue_prices: UnitPrices,
+def traffic_margin(usage: TokenCounts, revenue_prices: UnitPrices,
                    cost_side: UnitPrices | Decimal) -> Margin:
     """Margin of aggregated traffic: revenue at a price list, cost at a cost sheet or a fixed
     amount (e.g. GPU-hours × price). This is the hook the ledger's aggregates feed."""
@@ -89,10 +89,10 @@ def ledger_margin(rows: Iterable[Mapping[str, Any]], cost_side: UnitPrices | Dec
     """Margin of the traffic in ledger totals (the rows of `manxue usage --by … --json`):
     revenue as the ledger recorded it, cost at `cost_side` (a plan's cost sheet, an upstream's
     price list, or a fixed amount such as GPU-hours × price). All rows in one currency."""
-    usage, revenue, currencies = Usage(), Decimal(0), set()
+    usage, revenue, currencies = TokenCounts(), Decimal(0), set()
     for r in rows:
-        usage = usage + Usage(int(r["cache_hit_tokens"]), int(r["cache_miss_tokens"]),
-                              int(r["completion_tokens"]))
+        usage = usage + TokenCounts(int(r["cache_hit_tokens"]), int(r["cache_miss_tokens"]),
+                                    int(r["completion_tokens"]))
         revenue += Decimal(str(r["revenue"]))
         currencies.add(str(r["currency"]))
     if len(currencies) > 1:

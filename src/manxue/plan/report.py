@@ -118,7 +118,7 @@ def capacity_json(cap: Capacity) -> dict[str, Any]:
 ASSUMPTIONS = [
     "throughputs are roofline upper bounds (bandwidth and dense tensor throughput, no "
     "communication or scheduling): published production systems sit 2–9× below them, "
-    "single-user and CPU engines further (calibration table in docs/plan.md); derate with "
+    "single-user and CPU engines further (the calibration table: `manxue plan calibration`); derate with "
     "efficiency",
     "weights stored once across the GPUs; KV cache pooled across them (data-parallel attention)",
     "every sequence holds `context` tokens of KV cache while decoding",

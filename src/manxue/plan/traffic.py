@@ -17,14 +17,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from manxue.errors import InvalidParameters
-from manxue.pricing import Usage
+from manxue.pricing import TokenCounts
 from manxue.pricing.lists import as_utc
 
 
 @dataclass(frozen=True, slots=True)
 class HourTraffic:
     when: datetime
-    usage: Usage
+    usage: TokenCounts
 
 
 def _int(row: dict[str, str], key: str, line: int) -> int:
@@ -60,7 +60,7 @@ def parse_traffic(lines: list[str], start: datetime | None, hit_rate: float) -> 
         hit = _int(row, "cache_hit_tokens", line) if row.get("cache_hit_tokens") else round(inp * hit_rate)
         if hit > inp:
             raise InvalidParameters(f"traffic line {line}: cache_hit_tokens > input_tokens")
-        hours.append(HourTraffic(when, Usage(hit, inp - hit, out)))
+        hours.append(HourTraffic(when, TokenCounts(hit, inp - hit, out)))
     if not hours:
         raise InvalidParameters("traffic CSV has no rows")
     return hours

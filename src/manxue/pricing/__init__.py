@@ -5,8 +5,8 @@ from manxue.pricing.catalog import (
     PriceEntry,
     PriceList,
     Quote,
+    TokenCounts,
     UnitPrices,
-    Usage,
     builtin_price_lists,
     cost,
     get_price_list,
@@ -22,6 +22,6 @@ from manxue.pricing.errors import PriceListNotFound, PriceNotFound
 
 __all__ = [
     "MONEY_QUANTUM", "PriceEntry", "PriceList", "PriceListNotFound", "PriceNotFound", "Quote",
-    "UnitPrices", "Usage", "builtin_price_lists", "cost", "get_price_list", "load_price_list",
+    "TokenCounts", "UnitPrices", "builtin_price_lists", "cost", "get_price_list", "load_price_list",
     "load_price_lists", "markup", "markup_prices", "merge", "price_at", "quote",
 ]

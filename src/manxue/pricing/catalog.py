@@ -18,10 +18,10 @@ from manxue.errors import ConfigError
 from manxue.pricing.errors import PriceListNotFound
 from manxue.pricing.lists import PriceEntry, PriceList, Quote, markup, merge, price_at, quote
 from manxue.pricing.toml_format import read_price_lists
-from manxue.pricing.units import MONEY_QUANTUM, UnitPrices, Usage, cost, markup_prices
+from manxue.pricing.units import MONEY_QUANTUM, TokenCounts, UnitPrices, cost, markup_prices
 
 __all__ = [
-    "MONEY_QUANTUM", "PriceEntry", "PriceList", "Quote", "UnitPrices", "Usage",
+    "MONEY_QUANTUM", "PriceEntry", "PriceList", "Quote", "TokenCounts", "UnitPrices",
     "builtin_price_lists", "cost", "get_price_list", "load_price_list", "load_price_lists",
     "markup", "markup_prices", "merge", "price_at", "quote",
 ]

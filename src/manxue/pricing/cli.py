@@ -18,6 +18,8 @@ from manxue.pricing.lists import PriceEntry, PriceList, in_utc, quote
 from manxue.settings import load_settings
 
 err = Console(stderr=True)
+NONE = "—"
+"""What a table prints for a value that is not there (never "None")."""
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -72,13 +74,14 @@ def _triple(p: dict[str, str]) -> str:
 
 def prices(
     list_id: Annotated[str | None, typer.Argument(
-        metavar="[LIST]", help="A price list id: show its entries [default: list every list].")] = None,
+        metavar="LIST", show_default=False,
+        help="A price list id: show its entries. \\[default: one line per list]")] = None,
     at: Annotated[str | None, typer.Option(
-        "--at", help="The time to price at (ISO 8601; no offset means UTC) [default: now].")] = None,
+        "--at", help="The time to price at (ISO 8601; no offset means UTC). \\[default: now]")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model.")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", envvar="MANXUE_CONFIG",
-        help="The server's TOML config (for [billing] price_lists).")] = None,
+        help="The server's TOML config (for \\[billing] price_lists).")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Price lists for billing: shipped DeepSeek / OpenAI history and your own.
@@ -87,6 +90,8 @@ def prices(
     included). Without LIST, one line per list and the models it prices at --at; with LIST,
     every entry of that list, the one in force at --at marked, with the price it charges then
     (time-of-day windows applied).
+
+    Example: manxue prices deepseek-2026-08 --at 2026-11-01T02:00:00+08:00
     """
     when = _when(at)
     lists = _lists(config)
@@ -98,7 +103,7 @@ def prices(
             return
         table = Table("id", "currency", f"models priced at {when:%Y-%m-%d %H:%M}Z")
         for r in rows:
-            table.add_row(r["id"], r["currency"], ", ".join(r["in_force"]) or "[dim]none[/dim]")
+            table.add_row(r["id"], r["currency"] or NONE, ", ".join(r["in_force"]) or "[dim]none[/dim]")
         Console().print(table)
         Console().print("`manxue prices LIST` shows a list's entries and time-of-day windows.")
         return
@@ -119,7 +124,7 @@ def prices(
     for r, e in zip(rows, entries, strict=True):
         now = r.get("now")
         table.add_row(r["model"], _period(e), _triple(r["base"]),
-                      (_triple(now) + (f" {now['window']}" if now["window"] else "")) if now else "")
+                      (_triple(now) + (f" {now['window']}" if now["window"] else "")) if now else NONE)
         for w in e.windows:
             table.add_row(f"  {w.name}", w.span(), _triple(w.apply(e.base).as_dict()), "",
                           style="dim")

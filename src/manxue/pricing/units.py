@@ -1,4 +1,4 @@
-"""Unit prices, token usage and the one rounding rule for money.
+"""Unit prices, token counts (`TokenCounts`) and the one rounding rule for money.
 
 Prices are per 1,000,000 tokens in the price list's currency. Reasoning tokens are output.
 Money is `Decimal` end to end: token counts are exact integers, unit prices are the decimal
@@ -52,8 +52,11 @@ class UnitPrices:
 
 
 @dataclass(frozen=True, slots=True)
-class Usage:
-    """Token counts of one request or of an aggregate: cache-hit input, cache-miss input, output."""
+class TokenCounts:
+    """Token counts of one request or of an aggregate: cache-hit input, cache-miss input, output.
+
+    What a price applies to; the usage object of the API (prompt/completion tokens, as sent on
+    the wire) is `manxue.protocol.usage.Usage`."""
 
     hit: int = 0
     miss: int = 0
@@ -69,11 +72,11 @@ class Usage:
     def input(self) -> int:
         return self.hit + self.miss
 
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(self.hit + other.hit, self.miss + other.miss, self.output + other.output)
+    def __add__(self, other: TokenCounts) -> TokenCounts:
+        return TokenCounts(self.hit + other.hit, self.miss + other.miss, self.output + other.output)
 
 
-def raw_cost(usage: Usage, prices: UnitPrices) -> Decimal:
+def raw_cost(usage: TokenCounts, prices: UnitPrices) -> Decimal:
     """The exact cost before rounding (for aggregates that round once at the end)."""
     with decimal.localcontext(prec=_PREC):
         total = usage.hit * prices.hit + usage.miss * prices.miss + usage.output * prices.output
@@ -86,7 +89,7 @@ def round_money(amount: Decimal) -> Decimal:
         return amount.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
-def cost(usage: Usage, prices: UnitPrices) -> Decimal:
+def cost(usage: TokenCounts, prices: UnitPrices) -> Decimal:
     """Cost of `usage` at `prices`, in the prices' currency.
 
     Rounding rule: the exact sum (hit·p_hit + miss·p_miss + output·p_output) / 1e6 is

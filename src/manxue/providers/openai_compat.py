@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from manxue.errors import UpstreamError, UpstreamTimeout
 from manxue.providers.base import BufferedStream, ChunkStream, Completion, KeepAliveHook
 from manxue.providers.http1 import BrokenResponse, ConnectError, Http1Pool, Http1Response, TotalTimeout
-from manxue.settings import DeploymentSettings
+from manxue.settings import DeploymentSettings, Timeouts
 
 _MAX_ERROR_BODY = 64 * 1024
+_TRANSPORT = (ConnectError, BrokenResponse, TimeoutError)
+"""What the transport raises (TotalTimeout is a TimeoutError); `_gateway_error` maps each."""
+
+Phase = Literal["answer", "first token", "stream"]
+"""Waiting for a whole answer, for a stream's first event, or reading a stream's events."""
 
 
 class OpenAICompatProvider:
@@ -51,16 +56,11 @@ class OpenAICompatProvider:
         return text.replace(base, "the upstream") if base else text
 
     async def _post(self, body: dict[str, Any]) -> Http1Response:
-        name = self.settings.name
+        """The response to `body` (status 200); the transport's errors pass through, for the
+        caller to map with `_gateway_error`."""
         data = orjson.dumps(body)
         head = self._pool.head("POST", self.path, self._headers, len(data))
-        try:
-            resp = await self._pool.request(head, data, self.settings.timeouts.total)
-        except ConnectError as exc:
-            raise UpstreamError(f"deployment {name}: cannot connect ({exc})", status=502,
-                                code="upstream_unreachable") from None
-        except BrokenResponse as exc:
-            raise UpstreamError(f"deployment {name}: {exc}", status=502) from None
+        resp = await self._pool.request(head, data, self.settings.timeouts.total)
         if resp.status != 200:
             await self._raise_for_status(resp)
         return resp
@@ -74,12 +74,8 @@ class OpenAICompatProvider:
                 resp = await self._post(body)
                 head = await _first_nonblank(resp)
             data = head + await resp.read()
-        except TotalTimeout:
-            raise UpstreamTimeout(f"deployment {name}: answer not complete within {t.total:g}s") from None
-        except TimeoutError:
-            raise UpstreamTimeout(f"deployment {name}: no answer within {t.first_byte:g}s") from None
-        except BrokenResponse as exc:
-            raise UpstreamError(f"deployment {name}: {exc}", status=502) from None
+        except _TRANSPORT as exc:
+            raise _gateway_error(exc, name, t, "answer") from None
         finally:
             if resp is not None:
                 resp.release()
@@ -98,12 +94,12 @@ class OpenAICompatProvider:
         try:
             async with asyncio.timeout(t.first_byte):
                 resp = await self._post(body)
-                events = _sse_payloads(resp, name, on_keepalive)
+                events = _sse_payloads(resp, name, t, on_keepalive)
                 first = await anext(events)
-        except TimeoutError:
+        except _TRANSPORT as exc:
             if resp is not None:
                 resp.close()
-            raise UpstreamTimeout(f"deployment {name}: no first token within {t.first_byte:g}s") from None
+            raise _gateway_error(exc, name, t, "first token") from None
         except StopAsyncIteration:
             if resp is not None:
                 resp.close()
@@ -173,7 +169,7 @@ async def _first_nonblank(resp: Http1Response) -> bytes:
 
 
 async def _sse_payloads(
-    resp: Http1Response, name: str, on_keepalive: KeepAliveHook | None
+    resp: Http1Response, name: str, t: Timeouts, on_keepalive: KeepAliveHook | None
 ) -> AsyncGenerator[bytes, None]:
     """Yield each `data:` payload; tolerate comments and blank lines; stop at [DONE]."""
     started = False
@@ -195,8 +191,30 @@ async def _sse_payloads(
             elif line.startswith(b":") and not started and on_keepalive is not None:
                 await on_keepalive()
     except (BrokenResponse, TotalTimeout) as exc:
-        raise UpstreamError(f"deployment {name}: stream broke ({exc})", status=502,
-                            code="upstream_stream_broken") from None
+        raise _gateway_error(exc, name, t, "stream") from None
+
+
+def _gateway_error(exc: BaseException, name: str, t: Timeouts, phase: Phase) -> UpstreamError:
+    """The one mapping of a transport failure (`_TRANSPORT`) to the gateway's error, which the
+    router judges and the client sees; the caller raises it `from None`.
+
+    ConnectError → 502 upstream_unreachable. BrokenResponse → 502 upstream_error, or
+    upstream_stream_broken once a stream's events are being read (as is a TotalTimeout
+    then). A timeout → 504 upstream_timeout: while waiting for a whole answer, the total limit
+    if TotalTimeout said so, else `first_byte`; while waiting for a stream's first event,
+    always `first_byte`.
+    """
+    if phase == "stream":
+        return UpstreamError(f"deployment {name}: stream broke ({exc})", status=502,
+                             code="upstream_stream_broken")
+    if isinstance(exc, ConnectError):
+        return UpstreamError(f"deployment {name}: cannot connect ({exc})", status=502,
+                             code="upstream_unreachable")
+    if isinstance(exc, BrokenResponse):
+        return UpstreamError(f"deployment {name}: {exc}", status=502)
+    if phase == "answer" and isinstance(exc, TotalTimeout):
+        return UpstreamTimeout(f"deployment {name}: answer not complete within {t.total:g}s")
+    return UpstreamTimeout(f"deployment {name}: no {phase} within {t.first_byte:g}s")
 
 
 def _stream_error(name: str, payload: bytes) -> UpstreamError:

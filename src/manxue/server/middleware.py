@@ -11,7 +11,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from manxue.errors import BodyTooLarge, InvalidRequest, ManxueError, ModelNotFound
+from manxue.errors import BodyTooLarge, InvalidRequest, ManxueError, RouteNotFound
 from manxue.server.state import state_of
 
 log = logging.getLogger("manxue.server")
@@ -39,8 +39,8 @@ def _from_http(exc: web.HTTPException, request: web.Request) -> ManxueError:
         hint = f" (limit {limit} bytes)"
         return BodyTooLarge(f"request body is too large{hint}; send a smaller request")
     if isinstance(exc, web.HTTPNotFound):
-        return ModelNotFound(f"no route for {request.method} {request.path}; the API lives "
-                             "under /v1 (see /v1/models)", code="not_found")
+        return RouteNotFound(f"no route for {request.method} {request.path}; the API lives "
+                             "under /v1 (see /v1/models)")
     err = InvalidRequest(f"{exc.reason} for {request.method} {request.path}",
                          code=exc.reason.lower().replace(" ", "_"))
     err.status = exc.status

@@ -41,6 +41,8 @@ err = Console(stderr=True)
 EXIT = {"authentic": 0, "substituted": 1, "inconclusive": 3, "error": 4}
 """Exit status per verdict; 2 is bad usage (typer's and ours)."""
 USAGE = 2
+NONE = "—"
+"""What a table prints for a value that is not there (never "None")."""
 
 
 def verify(
@@ -50,12 +52,12 @@ def verify(
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="MANXUE_VERIFY_API_KEY",
                                                 help="API key for the endpoint.")] = None,
     claim: Annotated[str | None, typer.Option("--claim", help="What the model claims to be: a "
-                                              "catalog id or alias (default: --model).")] = None,
+                                              "catalog id or alias. \\[default: --model]")] = None,
     reference_url: Annotated[str | None, typer.Option(
         "--reference-url", help="A reference endpoint serving the claimed weights (official API "
         "or a local engine) for the distribution test.")] = None,
     reference_model: Annotated[str | None, typer.Option(
-        "--reference-model", help="Model name at the reference (default: --model).")] = None,
+        "--reference-model", help="Model name at the reference. \\[default: --model]")] = None,
     reference_api_key: Annotated[str | None, typer.Option(
         "--reference-api-key", envvar="MANXUE_VERIFY_REFERENCE_API_KEY",
         help="API key for the reference endpoint.")] = None,
@@ -65,20 +67,23 @@ def verify(
         "answers with them; no logprobs needed from the endpoint.")] = None,
     budget_requests: Annotated[int, typer.Option(
         "--budget-requests", min=1, help="Most requests sent to the audited endpoint.")] = DEFAULT_BUDGET,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the generated probes "
-                                             "(default: random; printed in the result).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the generated probes, "
+                                             "printed in the result. \\[default: random]")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.",
                                                 dir_okay=False)] = None,
     checks: Annotated[list[str] | None, typer.Option(
         "--checks", help="Checks to run (repeat or comma-separate): tokenizer, likelihood, "
-        "protocol, capability, distribution, context; 'all'; default: all but context.")] = None,
+        "protocol, capability, distribution, context; or 'all'. \\[default: all but context]")]
+    = None,
 ) -> None:
     """Audit an endpoint: is it really the claimed model, at full strength?
 
     Exit status: 0 authentic, 1 substituted, 3 inconclusive, 4 error (the endpoint or the
     reference could not be used: wrong or missing key, no such model, nothing listening; the
     output says which and what to do), 2 bad usage.
+
+    Example: manxue verify --base-url http://127.0.0.1:8765 --model smollm2 --report audit.html
     """
     logging.getLogger("manxue.engine.llama").setLevel(logging.ERROR)
     try:
@@ -154,9 +159,9 @@ def _print(result: dict[str, Any], report: Path | None) -> None:
                   f"{escape(result['reason'])}")
     table = Table("check", "status", "statistic", "p", "threshold", "requests", "tokens", "summary")
     for c in result["checks"]:
-        stat = "" if c["statistic"] is None else f"{c['statistic']:.4g}"
-        p = "" if c["p_value"] is None else f"{c['p_value']:.3g}"
-        thr = "" if c["threshold"] is None else f"{c['threshold']:.3g}"
+        stat = NONE if c["statistic"] is None else f"{c['statistic']:.4g}"
+        p = NONE if c["p_value"] is None else f"{c['p_value']:.3g}"
+        thr = NONE if c["threshold"] is None else f"{c['threshold']:.3g}"
         table.add_row(c["name"], c["status"], stat, p, thr, str(c["requests"]), str(c["tokens"]),
                       escape(c["summary"]))
     out.print(table)

@@ -29,14 +29,17 @@ SEGMENTS = (
 
 
 @dataclass(frozen=True)
-class Probe:
+class FingerprintTexts:
+    """The texts one audit sends and each family's count of them (a capability question is
+    a `manxue.verify.probes.Probe`, something else)."""
+
     unit: str
     contents: tuple[str, ...]
     counts: dict[str, tuple[int, ...]]
     ambiguous: tuple[tuple[str, str], ...]
 
 
-def craft(rng: random.Random, families: dict[str, Family]) -> Probe:
+def craft(rng: random.Random, families: dict[str, Family]) -> FingerprintTexts:
     """Texts for this audit; families that the texts cannot tell apart are listed."""
     best = _draw(rng, families)
     for _ in range(23):
@@ -48,13 +51,13 @@ def craft(rng: random.Random, families: dict[str, Family]) -> Probe:
     return best
 
 
-def _draw(rng: random.Random, families: dict[str, Family]) -> Probe:
+def _draw(rng: random.Random, families: dict[str, Family]) -> FingerprintTexts:
     unit = " " + " ".join(rng.sample(SEGMENTS, 4))
     contents = tuple("Count me:" + unit * k for k in REPEATS)
     counts = {n: tuple(f.count(c) for c in contents) for n, f in families.items()}
     ambiguous = tuple((a, b) for a, b in combinations(sorted(counts), 2)
                       if _separation(counts[a], counts[b]) < _MIN_SEPARATION)
-    return Probe(unit, contents, counts, ambiguous)
+    return FingerprintTexts(unit, contents, counts, ambiguous)
 
 
 def _separation(a: tuple[int, ...], b: tuple[int, ...]) -> int:

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from manxue.errors import (
     AuthenticationFailed,
     ConfigError,
+    DeploymentNotFound,
     InvalidParameters,
     InvalidRequest,
-    ModelNotFound,
     PermissionDenied,
 )
 from manxue.gateway import dynamic
@@ -116,8 +116,7 @@ async def remove_deployment(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     dep = dynamic.remove(st.router, name)
     if dep is None:
-        raise ModelNotFound(f"no deployment named {name!r}; GET /admin/deployments lists them",
-                            code="deployment_not_found")
+        raise DeploymentNotFound(f"no deployment named {name!r}; GET /admin/deployments lists them")
     _refresh_models(st)
     body = {"object": "deployment", "name": name, "deleted": True}
     return web.Response(body=orjson.dumps(body), content_type=_JSON)

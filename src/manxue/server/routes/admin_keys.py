@@ -24,7 +24,7 @@ from aiohttp import web
 from manxue.accounting import reports
 from manxue.accounting.fixed_costs import fixed_costs
 from manxue.accounting.meter import Meter
-from manxue.errors import InvalidParameters, InvalidRequest, ModelNotFound, ServiceUnavailable
+from manxue.errors import ActionNotFound, InvalidParameters, InvalidRequest, ServiceUnavailable
 from manxue.pricing.lists import in_utc
 from manxue.server.routes.admin_deployments import check_admin
 from manxue.server.state import state_of
@@ -199,8 +199,7 @@ async def change_key(request: web.Request) -> web.Response:
             raise InvalidRequest("'amount' is required", param="amount")
         rec = await asyncio.to_thread(store.topup, ref, amount, b.get("note"))
     else:
-        raise ModelNotFound(f"unknown action {action!r}: disable, enable, rotate or topup",
-                            code="not_found")
+        raise ActionNotFound(f"unknown action {action!r}: disable, enable, rotate or topup")
     await asyncio.to_thread(meter.keys.load)
     data = rec.public(await asyncio.to_thread(lambda: store.spent().get(rec.id, 0)))
     if secret:

@@ -41,7 +41,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from manxue.errors import ConfigError, InvalidParameters, InvalidRequest, ManxueError
+from manxue.errors import ConfigError, InvalidParameters, InvalidRequest, JobNotFound
 from manxue.server.state import STATE_KEY, client_of, state_of
 from manxue.settings import VerifySettings
 from manxue.verify.checks.base import CheckOptions
@@ -59,12 +59,6 @@ _KNOWN = {*_STR, "budget_requests", "seed", "checks", "alpha"}
 MAX_BUDGET = 200
 """Most requests one audit started through the API may send to its target."""
 _RESOLVE_SECONDS = 10.0
-
-
-class JobNotFound(ManxueError):
-    status = 404
-    type = "invalid_request_error"
-    code = "verify_job_not_found"
 
 
 def add_routes(app: web.Application) -> None:

@@ -29,7 +29,7 @@ from aiohttp import web
 from sqlalchemy import Engine, select
 
 from manxue.accounting.money import text as money_text
-from manxue.errors import ModelNotFound, ServiceUnavailable
+from manxue.errors import AssetNotFound, RequestNotFound, ServiceUnavailable
 from manxue.plan.catalog import builtin_catalog
 from manxue.plan.precision import names as precision_names
 from manxue.pricing import builtin_price_lists
@@ -146,8 +146,7 @@ async def asset(request: web.Request) -> web.Response:
     site = request.app[SITE]
     found = site.assets.get(request.match_info["name"])
     if found is None or request.match_info["version"] != site.version:
-        raise ModelNotFound(f"no file {request.path} in this release of the web pages",
-                            code="not_found")
+        raise AssetNotFound(f"no file {request.path} in this release of the web pages")
     return found.response(request)
 
 
@@ -204,8 +203,7 @@ async def request_usage(request: web.Request) -> web.Response:
         await meter.writer.flush()
         row = await asyncio.to_thread(ledger_row, engine, rid)
     if row is None or row["key_id"] != (key.id if key else None):
-        raise ModelNotFound(f"no finished request {rid!r} for this API key",
-                            code="request_not_found")
+        raise RequestNotFound(f"no finished request {rid!r} for this API key")
     body = {k: v for k, v in row.items() if k not in ("key_id", "cost_nano", "at")}
     at = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
     body.update(object="request.usage", at=at.isoformat(),

@@ -45,7 +45,7 @@ async def run(ctx: CheckContext) -> CheckResult:
     return _judge(ctx.claim, fams, probe, ys, fits, matched, evidence, facts)
 
 
-def _judge(claim: Candidate | None, fams: dict[str, Family], probe: fingerprint.Probe,
+def _judge(claim: Candidate | None, fams: dict[str, Family], probe: fingerprint.FingerprintTexts,
            ys: list[int], fits: list[fingerprint.Fit], matched: list[str],
            evidence: dict[str, Any], facts: dict[str, Any]) -> CheckResult:
     found = ", ".join(matched) or "none of the known families"
@@ -78,7 +78,7 @@ def _judge(claim: Candidate | None, fams: dict[str, Family], probe: fingerprint.
                        facts=facts)
 
 
-def _excess(claim: Candidate, fam: Family, probe: fingerprint.Probe, ys: list[int]
+def _excess(claim: Candidate, fam: Family, probe: fingerprint.FingerprintTexts, ys: list[int]
             ) -> tuple[int | None, Any]:
     """Tokens per request beyond the honest template overhead (None when it is unknown)."""
     if claim.overhead == "gguf" and fam.prompt_tokens is not None:
