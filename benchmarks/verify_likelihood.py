@@ -2,10 +2,10 @@
 
     python benchmarks/verify_likelihood.py --runs 20 --honest-runs 30   # docs/benchmarks/verify-likelihood.md
 
-Real parts only (manxue.verify.testbench): the reference's weights are the shipped
+Real parts only (manxue.testing.verify_bench): the reference's weights are the shipped
 SmolLM2-135M-Instruct GGUF, loaded in-process to score answers; the audited endpoints offer no
 logprobs. Rows: the honest model; an honest copy on its own engine set up otherwise (thread
-count, batch sizes, attention kernel, no prefix cache: testbench.OTHER_HARDWARE); the Q2_K
+count, batch sizes, attention kernel, no prefix cache: verify_bench.OTHER_HARDWARE); the Q2_K
 requantization; an endpoint answering half its requests with the Q2_K copy; one sending
 audit-looking requests to the genuine model and the rest to the Q2_K copy; and a false claim
 (deepseek-r1) against SmolLM2 with the default checks and no reference. Each run is a full
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from manxue.engine.default_model import default_model_path
+from manxue.testing import verify_bench as tb
 from manxue.verify import AuditConfig, run_audit
-from manxue.verify import testbench as tb
 from manxue.verify.scorer import EngineScorer, open_scorer
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -3,7 +3,7 @@
     python benchmarks/verify_power.py --runs 40 --honest-runs 150      # writes docs/benchmarks/verify.md
     python benchmarks/verify_power.py --calibrate --trials 60          # capability priors (TOML)
 
-Everything runs here, from real parts (manxue.verify.testbench): a gateway serving
+Everything runs here, from real parts (manxue.testing.verify_bench): a gateway serving
 SmolLM2-135M-Instruct through the embedded engine as the reference; suspects: the same file
 (honest control), the same weights requantized to Q2_K, Gemma-3-270M behind the same claim, the
 honest model behind a proxy that adds 16 prompt tokens per request, and the Q2_K model behind a
@@ -28,14 +28,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from manxue.testing import verify_bench as tb
+from manxue.testing.verify_bench import Bench
 from manxue.verify import AuditConfig, run_audit
-from manxue.verify import testbench as tb
 from manxue.verify.audit import DIST_PROMPTS
 from manxue.verify.catalog import LEVELS
 from manxue.verify.checks.base import CheckOptions
 from manxue.verify.client import Endpoint
 from manxue.verify.probes import generate
-from manxue.verify.testbench import Bench
 
 CLAIM = "smollm2-135m-instruct"
 NOTES_MARK = "<!-- notes: written by hand, kept across runs -->"

@@ -1,4 +1,4 @@
-"""The verifier's test bench (manxue.verify.testbench), started once per session.
+"""The verifier's test bench (manxue.testing.verify_bench), started once per session.
 
 One gateway serves, through the embedded engine: `reference` and `honest` (SmolLM2-135M-
 Instruct, the same file), `requant` (the same weights requantized to Q2_K into a temporary
@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from manxue.testing import verify_bench as tb
 from manxue.verify import AuditConfig, run_audit
-from manxue.verify import testbench as tb
 
 T = TypeVar("T")
 CLAIM = "smollm2-135m-instruct"

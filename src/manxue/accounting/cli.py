@@ -18,9 +18,9 @@ from manxue.accounting import reports
 from manxue.accounting.fixed_costs import fixed_costs
 from manxue.accounting.keys import KeyStore
 from manxue.errors import ConfigError, ManxueError
-from manxue.pricing.lists import in_utc
 from manxue.settings import Settings, load_settings
 from manxue.store.db import open_engine
+from manxue.timeutil import assume_utc
 
 keys_app = typer.Typer(help="Create, list, change, disable, rotate and top up API keys.\n\n"
                             "Example: manxue keys create --tenant acme --balance 20",
@@ -116,7 +116,7 @@ def _when(value: str | None, label: str) -> datetime | None:
     if value is None:
         return None
     try:
-        return in_utc(datetime.fromisoformat(value))
+        return assume_utc(datetime.fromisoformat(value))
     except (ValueError, OverflowError):  # overflow: a zone that moves it past year 1 or 9999
         err.print(f"[red]error:[/red] {label} must be an ISO 8601 date or time, e.g. 2026-11-01")
         raise typer.Exit(2) from None

@@ -18,9 +18,9 @@ from decimal import Decimal
 from sqlalchemy import Engine, func, select
 
 from manxue.accounting.money import to_nano
-from manxue.pricing.lists import in_utc
 from manxue.settings import DeploymentSettings
 from manxue.store.tables import ledger
+from manxue.timeutil import assume_utc
 
 _MICROS_PER_HOUR = Decimal(3_600_000_000)
 _DAY = timedelta(days=1)
@@ -84,7 +84,7 @@ def _utc(dt: datetime | str | None) -> datetime | None:
         return None
     if isinstance(dt, str):  # SQLite hands back min()/max() of a timestamp as text
         dt = datetime.fromisoformat(dt)
-    return in_utc(dt)
+    return assume_utc(dt)
 
 
 def hours(start: datetime, end: datetime) -> Decimal:

@@ -17,8 +17,9 @@ from manxue.accounting.counters import Limits
 from manxue.accounting.money import text as money_text
 from manxue.accounting.money import to_nano
 from manxue.errors import InvalidParameters, KeyNotFound
-from manxue.pricing.lists import CURRENCY_CODE, in_utc
+from manxue.pricing.lists import CURRENCY_CODE
 from manxue.store.tables import api_keys, credits, ledger, tenants
+from manxue.timeutil import assume_utc
 
 KEY_PREFIX = "sk-mx-"
 _SHOWN_PREFIX_LEN = 12
@@ -159,7 +160,7 @@ def _check(fields: dict[str, Any]) -> None:
     if expires is not None:
         if not isinstance(expires, datetime) or expires.utcoffset() is None:
             raise InvalidParameters("expires_at must be a time with a zone", param="expires_at")
-        fields["expires_at"] = expires.astimezone(UTC)
+        fields["expires_at"] = assume_utc(expires)
 
 
 def _same_currency(currency: str, pricing: tuple[str, str] | None) -> None:
@@ -172,7 +173,7 @@ def _same_currency(currency: str, pricing: tuple[str, str] | None) -> None:
 
 def _aware(dt: datetime | None) -> datetime | None:
     """A stored time in UTC (PostgreSQL answers in the session's time zone)."""
-    return None if dt is None else in_utc(dt)
+    return None if dt is None else assume_utc(dt)
 
 
 def _record(row: Any, credit_sum: int) -> KeyRecord:

@@ -17,8 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from manxue.accounting.journal import SEGMENT_BYTES, Journal, delete
 from manxue.errors import ServiceUnavailable
-from manxue.pricing.lists import in_utc
 from manxue.store.tables import ledger
+from manxue.timeutil import assume_utc
 
 log = logging.getLogger("manxue.ledger")
 
@@ -93,7 +93,7 @@ def _from_journal(row: dict[str, Any]) -> dict[str, Any]:
     at = row["at"]
     if isinstance(at, str):
         at = datetime.fromisoformat(at)
-    at = in_utc(at)
+    at = assume_utc(at)
     return {**row, "at": at, "stream": bool(row.get("stream"))}  # rows carry it as 0 or 1
 
 

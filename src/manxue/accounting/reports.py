@@ -7,7 +7,7 @@ import io
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,15 +17,11 @@ from manxue.accounting import fixed_costs as fc
 from manxue.accounting.fixed_costs import FixedCost
 from manxue.accounting.money import text as money_text
 from manxue.errors import InvalidParameters, TenantNotFound
-from manxue.pricing.lists import in_utc
 from manxue.store.tables import api_keys, ledger, tenants
+from manxue.timeutil import assume_utc
 
 DIMENSIONS = ("tenant", "key", "model", "deployment", "day")
 _MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _filters(q: Any, tenant: str | None, key: str | None, since: datetime | None,
@@ -36,9 +32,9 @@ def _filters(q: Any, tenant: str | None, key: str | None, since: datetime | None
         q = q.where((ledger.c.key_id == key) | (api_keys.c.prefix == key))
     # SQLite compares stored times as text, all in UTC: so must the bounds be
     if since is not None:
-        q = q.where(ledger.c.at >= in_utc(since))
+        q = q.where(ledger.c.at >= assume_utc(since))
     if until is not None:
-        q = q.where(ledger.c.at < in_utc(until))
+        q = q.where(ledger.c.at < assume_utc(until))
     return q
 
 
@@ -64,11 +60,30 @@ def usage_rows(engine: Engine, *, tenant: str | None = None, key: str | None = N
         rows = list(c.execute(q))
         for r in (rows if limit is None else reversed(rows)):
             d = {str(k): v for k, v in r._mapping.items()}
-            d["at"] = _aware(d["at"]).isoformat()
+            d["at"] = assume_utc(d["at"]).isoformat()
             d["cost"] = money_text(d.pop("cost_nano"))
             d["upstream_cost"] = money_text(d.pop("upstream_cost_nano"))
             d["unbilled"] = money_text(d.pop("unbilled_nano"))
             out.append(d)
+    return out
+
+
+_USAGE_COLUMNS = ("request_id", "at", "key_id", "model", "status", "prompt_tokens",
+                  "cache_hit_tokens", "cache_miss_tokens", "completion_tokens",
+                  "reasoning_tokens", "usage_source", "price_list", "currency", "price_hit",
+                  "price_miss", "price_output", "cost_nano", "latency_ms", "ttft_ms")
+
+
+def ledger_row(engine: Engine, request_id: str) -> dict[str, Any] | None:
+    """One finished request as billed (tokens, prices, cost; no upstream names or costs), its
+    `at` in UTC; None if the ledger has no such request (yet)."""
+    q = select(*(ledger.c[c] for c in _USAGE_COLUMNS)).where(ledger.c.request_id == request_id)
+    with engine.connect() as c:
+        row = c.execute(q).first()
+    if row is None:
+        return None
+    out = {str(k): v for k, v in row._mapping.items()}
+    out["at"] = assume_utc(out["at"])
     return out
 
 
@@ -169,7 +184,7 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     try:
         if not _MONTH.fullmatch(month):
             raise ValueError(month)
-        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+        start = assume_utc(datetime.strptime(month, "%Y-%m"))
     except ValueError:
         raise InvalidParameters(f"month must look like 2026-11 (YYYY-MM, months 01 to 12), "
                                 f"not {month!r}", param="month") from None

@@ -19,8 +19,8 @@ from sqlalchemy import Engine, case, func, select
 
 from manxue.accounting.money import text as money_text
 from manxue.errors import InvalidParameters
-from manxue.pricing.lists import in_utc
 from manxue.store.tables import api_keys, ledger, tenants
+from manxue.timeutil import assume_utc
 
 BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 GROUPS = ("tenant", "key", "model", "deployment")
@@ -32,7 +32,7 @@ OTHER = "(other)"
 
 def floor(at: datetime, bucket: str) -> datetime:
     """The start of the bucket holding `at`, in UTC."""
-    at = in_utc(at)
+    at = assume_utc(at)
     at = at.replace(minute=0, second=0, microsecond=0)
     return at.replace(hour=0) if bucket == "day" else at
 
@@ -183,5 +183,5 @@ def top_errors(engine: Engine, *, since: datetime | None = None, until: datetime
 
 
 def floor_seconds(at: datetime) -> datetime:
-    at = in_utc(at)
+    at = assume_utc(at)
     return at.replace(microsecond=0)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from manxue.errors import InvalidParameters
 from manxue.pricing import TokenCounts
-from manxue.pricing.lists import as_utc
+from manxue.timeutil import require_zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +46,12 @@ def parse_traffic(lines: list[str], start: datetime | None, hit_rate: float) -> 
         raise InvalidParameters("traffic CSV needs columns time (or hour), input_tokens, output_tokens")
     if "time" not in fields and start is None:
         raise InvalidParameters("traffic CSV with an hour column needs a start time")
-    base = as_utc(start, "start") if start is not None else None
+    base = require_zone(start, "start") if start is not None else None
     hours: list[HourTraffic] = []
     for line, row in enumerate(reader, start=2):
         if "time" in fields:
             try:
-                when = as_utc(datetime.fromisoformat(row["time"].strip()), f"line {line} time")
+                when = require_zone(datetime.fromisoformat(row["time"].strip()), f"line {line} time")
             except ValueError:
                 raise InvalidParameters(f"traffic line {line}: time is not ISO 8601") from None
         elif base is not None:

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from manxue.errors import InvalidParameters
-from manxue.pricing.lists import as_utc
+from manxue.timeutil import require_zone
 
 
 def parse_money(value: str, name: str = "gpu_hour") -> Decimal:
@@ -23,7 +23,7 @@ def parse_time(value: str | None, name: str = "at") -> datetime | None:
     if value is None:
         return None
     try:
-        return as_utc(datetime.fromisoformat(value), name)
+        return require_zone(datetime.fromisoformat(value), name)
     except ValueError:
         raise InvalidParameters(f"{name} must be ISO 8601 with an offset, e.g. "
                                 "2025-02-27T04:00:00Z", param=name) from None

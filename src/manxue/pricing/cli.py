@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from manxue.errors import ConfigError, ManxueError
-from manxue.pricing.lists import PriceEntry, PriceList, in_utc, quote
+from manxue.pricing.lists import PriceEntry, PriceList, quote
 from manxue.settings import load_settings
+from manxue.timeutil import assume_utc
 
 err = Console(stderr=True)
 NONE = "—"
@@ -34,7 +35,7 @@ def _when(value: str | None) -> datetime:
         dt = datetime.fromisoformat(value)
     except ValueError:
         raise _fail("--at must be an ISO 8601 time, e.g. 2026-11-01T02:00:00+08:00") from None
-    return in_utc(dt)
+    return assume_utc(dt)
 
 
 def _lists(config: Path | None) -> dict[str, PriceList]:

@@ -12,22 +12,10 @@ from manxue.errors import InvalidParameters
 from manxue.pricing.errors import PriceNotFound
 from manxue.pricing.units import UnitPrices
 from manxue.pricing.windows import TimeWindow
+from manxue.timeutil import require_zone
 
 # A currency, for price lists and keys alike: three capital letters, as in ISO 4217.
 CURRENCY_CODE = re.compile(r"[A-Z]{3}")
-
-
-def in_utc(when: datetime) -> datetime:
-    """`when` in UTC, a naive datetime read as UTC (what manxue stores: SQLite keeps no zone)."""
-    return when.replace(tzinfo=UTC) if when.utcoffset() is None else when.astimezone(UTC)
-
-
-def as_utc(when: datetime, what: str = "time") -> datetime:
-    """`when` in UTC; a naive datetime is refused (its meaning depends on the machine)."""
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise InvalidParameters(f"{what} {when.isoformat()} has no time zone; give an offset "
-                                "(e.g. 2025-02-27T04:00:00Z)")
-    return when.astimezone(UTC)
 
 
 def _fmt(when: datetime | None, open_end: str) -> str:
@@ -48,9 +36,9 @@ class PriceEntry:
 
     def __post_init__(self) -> None:
         if self.effective_from is not None:
-            object.__setattr__(self, "effective_from", as_utc(self.effective_from, "effective_from"))
+            object.__setattr__(self, "effective_from", require_zone(self.effective_from, "effective_from"))
         if self.effective_to is not None:
-            object.__setattr__(self, "effective_to", as_utc(self.effective_to, "effective_to"))
+            object.__setattr__(self, "effective_to", require_zone(self.effective_to, "effective_to"))
         if self.effective_from and self.effective_to and self.effective_to <= self.effective_from:
             raise InvalidParameters(f"{self.model}: effective_to must be after effective_from")
 
@@ -126,7 +114,7 @@ class PriceList:
         return found
 
     def entry_at(self, model: str, when: datetime) -> PriceEntry:
-        when = as_utc(when)
+        when = require_zone(when)
         entries = self.entries_for(model)
         for e in entries:
             if e.covers(when):
@@ -140,13 +128,13 @@ class PriceList:
         entries = self.entries_for(model)
         if when is not None:
             for e in entries:
-                if e.covers(as_utc(when)):
+                if e.covers(require_zone(when)):
                     return e.base
         return entries[-1].base
 
 
 def quote(price_list: PriceList, model: str, when: datetime) -> Quote:
-    when = as_utc(when)
+    when = require_zone(when)
     entry = price_list.entry_at(model, when)
     window = entry.window_at(when)
     prices = window.apply(entry.base) if window else entry.base

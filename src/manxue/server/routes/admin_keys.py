@@ -25,9 +25,9 @@ from manxue.accounting import reports
 from manxue.accounting.fixed_costs import fixed_costs
 from manxue.accounting.meter import Meter
 from manxue.errors import ActionNotFound, InvalidParameters, InvalidRequest, ServiceUnavailable
-from manxue.pricing.lists import in_utc
 from manxue.server.routes.admin_deployments import check_admin
 from manxue.server.state import state_of
+from manxue.timeutil import assume_utc
 
 _JSON = "application/json"
 
@@ -98,7 +98,7 @@ def query_time(value: Any, name: str) -> datetime | None:
     try:
         if not isinstance(value, str):
             raise ValueError(value)
-        return in_utc(datetime.fromisoformat(value))
+        return assume_utc(datetime.fromisoformat(value))
     except (ValueError, OverflowError):  # overflow: a zone that moves it past year 1 or 9999
         raise InvalidParameters(f"{name} must be an ISO 8601 time between years 1 and 9999, "
                                 "e.g. 2026-11-01 or 2026-11-01T08:00:00Z", param=name) from None

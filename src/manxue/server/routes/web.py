@@ -18,23 +18,21 @@ import asyncio
 import gzip
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC
 from functools import lru_cache
 from importlib import resources
 from importlib.resources.abc import Traversable
-from typing import Any
 
+import jinja2
 import orjson
 from aiohttp import web
-from sqlalchemy import Engine, select
 
 from manxue.accounting.money import text as money_text
+from manxue.accounting.reports import ledger_row
 from manxue.errors import AssetNotFound, RequestNotFound, ServiceUnavailable
 from manxue.plan.catalog import builtin_catalog
 from manxue.plan.precision import names as precision_names
 from manxue.pricing import builtin_price_lists
 from manxue.server.state import client_of, state_of
-from manxue.store.tables import ledger
 
 PAGES = {"/": "chat.html", "/verify": "verify.html", "/dashboard": "dashboard.html",
          "/plan": "plan.html"}
@@ -88,7 +86,7 @@ class Asset:
 
 
 class Site:
-    """Every page and asset, read once from the package."""
+    """Every page (rendered from its template) and asset, read once from the package."""
 
     def __init__(self, root: Traversable) -> None:
         files = dict(_walk(root / "static", ""))
@@ -98,11 +96,21 @@ class Site:
         self.version = digest.hexdigest()[:12]
         self.static_prefix = f"/static/{self.version}"
         self.assets = {name: Asset.of(name, body, ASSET_CACHE) for name, body in files.items()}
+        pages = _templates(root)
         self.pages = {
-            path: Asset.of(name, (root / name).read_bytes()
-                           .replace(b"{{static}}", self.static_prefix.encode()), PAGE_CACHE)
+            path: Asset.of(name, pages.get_template(name).render(static=self.static_prefix,
+                                                                 path=path).encode(), PAGE_CACHE)
             for path, name in PAGES.items()
         }
+
+
+def _templates(root: Traversable) -> jinja2.Environment:
+    """The pages in `root` as Jinja templates: each extends base.html, which holds the head
+    and the navigation every page shares."""
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: (root / name).read_text(encoding="utf-8")),
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True)
 
 
 def _walk(folder: Traversable, prefix: str) -> list[tuple[str, bytes]]:
@@ -173,19 +181,6 @@ async def plan_options(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "public, max-age=3600"})
 
 
-_USAGE_COLUMNS = ("request_id", "at", "key_id", "model", "status", "prompt_tokens",
-                  "cache_hit_tokens", "cache_miss_tokens", "completion_tokens",
-                  "reasoning_tokens", "usage_source", "price_list", "currency", "price_hit",
-                  "price_miss", "price_output", "cost_nano", "latency_ms", "ttft_ms")
-
-
-def ledger_row(engine: Engine, request_id: str) -> dict[str, Any] | None:
-    q = select(*(ledger.c[c] for c in _USAGE_COLUMNS)).where(ledger.c.request_id == request_id)
-    with engine.connect() as c:
-        row = c.execute(q).first()
-    return None if row is None else {str(k): v for k, v in row._mapping.items()}
-
-
 async def request_usage(request: web.Request) -> web.Response:
     """What a finished request cost, as billed: for the key that sent it only. Upstream
     names and costs stay private."""
@@ -205,8 +200,7 @@ async def request_usage(request: web.Request) -> web.Response:
     if row is None or row["key_id"] != (key.id if key else None):
         raise RequestNotFound(f"no finished request {rid!r} for this API key")
     body = {k: v for k, v in row.items() if k not in ("key_id", "cost_nano", "at")}
-    at = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
-    body.update(object="request.usage", at=at.isoformat(),
+    body.update(object="request.usage", at=row["at"].isoformat(),
                 cost=money_text(int(row["cost_nano"])) if row["currency"] else None)
     return web.Response(body=orjson.dumps(body), content_type="application/json",
                         headers={"Cache-Control": "private, no-store"})

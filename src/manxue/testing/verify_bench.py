@@ -11,7 +11,7 @@ against (tests/verify, benchmarks/verify_power.py, the examples in docs/verify.m
 - `usage_standin`: an endpoint whose usage is counted with a given tokenizer family
   (DeepSeek, Qwen2.5, Llama-3, …), standing in for an upstream serving that family.
 
-`python -m manxue.verify.testbench` starts all of them (the gateway with POST /v1/verify)
+`python -m manxue.testing.verify_bench` starts all of them (the gateway with POST /v1/verify)
 and prints their URLs.
 """
 
