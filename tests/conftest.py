@@ -12,7 +12,7 @@ from manxue.server.app import build_app
 from manxue.settings import settings_from_dict
 from manxue.testing.deepseek_emulator import DeepSeekEmulator
 from manxue.testing.loopback import LoopbackServer
-from tests.helpers import Gateway, Upstream, deployment
+from tests.helpers import Gateway, Upstream, deployment, postgres_database, require_redis
 
 
 def _start_upstream() -> Upstream:
@@ -75,3 +75,17 @@ def make_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 def gateway(make_gateway: Callable[..., Gateway], upstream: Upstream) -> Gateway:
     """A gateway with one deployment of `deepseek-chat` on the first upstream."""
     return make_gateway([deployment(upstream, "primary")])
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty database on the machine's PostgreSQL for one test, dropped afterwards.
+    Without PostgreSQL the test fails and says what to start (never skips)."""
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The machine's Redis; without it the test fails and says what to start (never skips)."""
+    return require_redis()

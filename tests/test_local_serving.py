@@ -11,14 +11,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 
 from manxue.engine.default_model import default_model_path
+from manxue.providers.local import LocalProvider
+from manxue.server.state import STATE_KEY
 from manxue.testing.deepseek_emulator import Behavior
 from tests.accounting.servers import free_port
-from tests.helpers import deployment
+from tests.helpers import deployment, wait_until, wait_until_async
 from tests.test_cli_serve import _start, _stop
 
 SMALL = {"n_ctx": 1024, "n_parallel": 1, "max_queue": 0, "n_threads": 1}
@@ -55,15 +56,14 @@ def test_serve_any_gguf_with_a_name_and_list_it():
     proc = subprocess.Popen([sys.executable, "-m", "manxue", "serve", "--model", path, "--name", "tiny",
                              "--port", str(port), "--offline"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    def ready() -> bool:
+        assert proc.poll() is None, "manxue serve exited"
+        with contextlib.suppress(httpx.TransportError):
+            return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200
+        return False
+
     try:
-        ready = False
-        for _ in range(300):
-            with contextlib.suppress(httpx.TransportError):
-                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200
-            if ready:
-                break
-            time.sleep(0.1)
-        assert ready
+        wait_until(ready, timeout=30, interval=0.1, what="manxue serve --model to be ready")
         r2 = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=60,
                         json={"model": "tiny", "messages": ASK, "max_tokens": 4})
         assert r2.status_code == 200
@@ -93,11 +93,16 @@ def test_local_first_cloud_overflow_and_privacy(make_gateway, upstream, tmp_path
     body = {"model": "smollm2", "messages": ASK, "max_tokens": 120, "temperature": 0,
             "logit_bias": {"0": -100, "1": -100, "2": -100}}
 
+    edge = gw.app[STATE_KEY].router.get("edge")
+    assert edge is not None and isinstance(edge.provider, LocalProvider)
+    engine = edge.provider  # one sequence, no queue: busy while it holds a request
+
     async def two(privacy: bool) -> list[httpx.Response]:
         headers = {"X-Manxue-Privacy": "local"} if privacy else {}
         async with httpx.AsyncClient(timeout=60) as c:
             first = asyncio.create_task(c.post(url, json=body, headers=headers))
-            await asyncio.sleep(0.3)  # the local engine is busy with the first
+            await wait_until_async(lambda: engine.stats()["accepted"] >= 1, limit=30,
+                                   what="the local engine to take the first request")
             second = await c.post(url, json={**body, "max_tokens": 4}, headers=headers)
             return [await first, second]
 
@@ -106,7 +111,8 @@ def test_local_first_cloud_overflow_and_privacy(make_gateway, upstream, tmp_path
     assert b.status_code == 200 and b.json()["choices"][0]["message"]["content"] == "from the cloud"
     assert len(upstream.emu.received) == 1
 
-    time.sleep(1.0)  # the engine frees a finished sequence at its next step
+    wait_until(lambda: engine.stats()["accepted"] == 0,  # freed at the engine's next step
+               what="the local engine to free the finished sequence")
     a, b = asyncio.run(two(privacy=True))  # may not leave the machine: waits or is refused
     assert a.status_code == 200
     if b.status_code == 200:  # served locally once the engine had room (Retry-After honoured)

@@ -14,7 +14,7 @@ EXAMPLE = Path(__file__).parents[1] / "docs" / "config.example.toml"
 
 def test_example_config_parses():
     s = load_settings(EXAMPLE)
-    assert [d.name for d in s.deployments] == ["deepseek-official", "backup-vendor", "own-vllm"]
+    assert [d.name for d in s.deployments] == ["deepseek-official", "backup-vendor", "own-vllm", "edge"]
     d = s.deployments[0]
     assert d.timeouts.first_byte == 30 and d.tags == {"privacy": "cloud"}
     assert s.router.breaker.failures == 5

@@ -14,7 +14,7 @@ import orjson
 
 from manxue.accounting.money import cost_nano, from_nano
 from manxue.testing.deepseek_emulator import Behavior
-from tests.helpers import deployment
+from tests.helpers import deployment, wait_until
 
 V3 = (Decimal("0.07"), Decimal("0.27"), Decimal("1.10"))
 
@@ -96,13 +96,13 @@ def test_disconnect_mid_stream_is_billed_once_for_what_was_generated(billing, up
         it = r.iter_lines()
         got = [next(it) for _ in range(6)]
     assert any("w" in line for line in got)
-    time.sleep(0.5)
+    wait_until(billing.rows, what="the disconnected stream's ledger row")  # rows() flushes
     rows = billing.rows()
     assert len(rows) == 1
     row = rows[0]
     assert row["status"] == "incomplete" and row["usage_source"] == "counted"
     assert 1 <= row["completion_tokens"] < 40 and row["prompt_tokens"] > 0
-    time.sleep(0.3)
+    time.sleep(0.3)  # a quiet window: no second row may follow
     assert len(billing.rows()) == 1  # and only once
 
 

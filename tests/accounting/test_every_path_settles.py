@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ from manxue.accounting.counters import LocalCounters
 from manxue.server.state import STATE_KEY
 from manxue.testing.deepseek_emulator import Behavior
 from tests.accounting.conftest import Billing
+from tests.helpers import wait_until
 
 
 def _held(billing: Billing, key_id: str) -> tuple[int, int]:
@@ -31,10 +32,8 @@ def _held(billing: Billing, key_id: str) -> tuple[int, int]:
 
 
 def _wait_released(billing: Billing, key_id: str) -> None:
-    deadline = time.monotonic() + 5
-    while _held(billing, key_id) != (0, 0) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _held(billing, key_id) == (0, 0)
+    wait_until(lambda: _held(billing, key_id) == (0, 0), timeout=5,
+               what="the reservation and the concurrency slot to come back")
 
 
 def _nested(depth: int) -> Any:
@@ -64,8 +63,9 @@ def test_deep_nesting_is_refused_before_admission(billing, upstream, field):
     assert billing.chat(key["key"]).status_code == 200  # the key is not jammed
 
 
-def _leave_early(url: str, key: str, stream: bool) -> None:
-    """Send a request and hang up before its answer starts."""
+def _leave_early(url: str, key: str, stream: bool, arrived: Callable[[], object]) -> None:
+    """Send a request and hang up once `arrived()` (the upstream has it), before its answer
+    starts."""
     host, port = url.removeprefix("http://").split(":")
     body = orjson.dumps({"model": "deepseek-chat", "stream": stream,
                          "messages": [{"role": "user", "content": "hi"}]})
@@ -73,14 +73,14 @@ def _leave_early(url: str, key: str, stream: bool) -> None:
         s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
                   + body)
-        time.sleep(0.3)
+        wait_until(arrived, what="the request to reach the upstream")
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_client_that_leaves_before_the_answer_gives_everything_back(billing, upstream, stream):
     upstream.emu.default = Behavior(first_byte_delay=1.0)
     key = billing.create_key(balance="1", max_concurrency=1)
-    _leave_early(billing.gw.url, key["key"], stream)
+    _leave_early(billing.gw.url, key["key"], stream, lambda: upstream.emu.received)
     _wait_released(billing, key["id"])
     [row] = billing.rows()
     assert row["status"] == "error" and row["cost"] == "0"

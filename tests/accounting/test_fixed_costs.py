@@ -211,3 +211,36 @@ def test_a_cost_list_with_no_price_in_force_says_so_once(caplog: pytest.LogCaptu
     assert len(warned) == 1 and "manxue prices deepseek-v3-2025-02" in warned[0].message
     then = datetime(2025, 3, 1, 12, tzinfo=UTC).timestamp()
     assert b.upstream_cost("up", "deepseek-chat", usage, then) > 0
+
+
+def test_a_cost_list_with_no_price_in_force_is_named_at_start(
+        make_billing: Any, upstream: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Reported when the gateway starts (and when such a deployment is added), not at its
+    first request: each deployment whose cost list prices its model only in the past once."""
+    import logging
+
+    from tests.helpers import deployment
+
+    def warned() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if "in force" in r.getMessage() and r.name == "manxue.meter"]
+
+    ended = "deepseek-v3-2025-02"  # priced deepseek-chat until 2025-09-05
+    with caplog.at_level(logging.WARNING, logger="manxue.meter"):
+        bill = make_billing([deployment(upstream, "retired", cost_price_list=ended),
+                             deployment(upstream, "current", cost_price_list="upstream-cost",
+                                        priority=1)])
+        [line] = warned()  # before any request; the deployment priced today is not named
+        assert line.startswith("deployment 'retired': cost_price_list 'deepseek-v3-2025-02' "
+                               "has no price for 'deepseek-chat' in force at ")
+        assert "upstream cost is recorded as 0" in line and f"manxue prices {ended}" in line
+
+        key = bill.create_key()["key"]
+        assert bill.chat(key).status_code == 200  # answered by 'retired': said once, at start
+        [row] = bill.rows()
+        assert row["deployment"] == "retired" and row["upstream_cost"] == "0"
+        assert len(warned()) == 1
+
+        added = deployment(upstream, "late", cost_price_list=ended, priority=2)
+        assert bill.admin.post("/admin/deployments", json=added).status_code == 201
+        assert len(warned()) == 2 and warned()[1].startswith("deployment 'late': ")

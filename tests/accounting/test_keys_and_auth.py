@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import openai
@@ -11,6 +10,7 @@ import sqlalchemy as sa
 
 from manxue.server.state import STATE_KEY
 from manxue.store.tables import api_keys
+from tests.helpers import wait_until
 
 
 def test_open_on_loopback_until_a_key_exists(billing):
@@ -66,7 +66,8 @@ def test_disabled_elsewhere_is_seen_within_the_refresh_interval(billing):
     key = billing.create_key()
     meter = billing.gw.app[STATE_KEY].meter
     meter.store.set_disabled(key["id"])  # as `manxue keys disable` would, from another process
-    time.sleep(0.6)
+    # the background reload (every 0.2 s here) picks it up; the test waits for it, not a guess
+    wait_until(lambda: meter.keys.by_id[key["id"]].disabled, timeout=5, what="the key reload")
     assert billing.chat(key["key"]).status_code == 401
 
 

@@ -15,21 +15,15 @@ from manxue.accounting import reports
 from manxue.accounting.keys import KeyStore
 from manxue.accounting.ledger import insert_rows
 from manxue.testing.deepseek_emulator import Behavior
-
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.helpers import POSTGRES_ADMIN_DSN as ADMIN_DSN
+from tests.helpers import postgres_database
 
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    name = f"manxue_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is needed: {exc}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """One database for the module (tests/helpers.py: fails, saying why, without PostgreSQL)."""
+    with postgres_database() as url:
+        yield url
 
 
 def test_gateway_bills_into_postgres(make_billing, pg_url, upstream):
@@ -159,15 +153,10 @@ def test_keys_for_one_new_tenant_created_at_once_on_postgres(pg_url):
     assert rec.expires_at == when and rec.expires_at.utcoffset() == timedelta(0)
 
 
-def test_inflated_usage_never_overdraws_with_postgres_and_redis(make_billing, pg_url, upstream):
+def test_inflated_usage_never_overdraws_with_postgres_and_redis(make_billing, pg_url, redis_url,
+                                                                upstream):
     """The never-below-zero rule with the shared stores: keys in PostgreSQL, balances in Redis."""
-    import redis
-
-    bill = make_billing(database_url=pg_url, redis_url="redis://127.0.0.1:6379/0")
-    try:
-        redis.Redis.from_url("redis://127.0.0.1:6379/0").ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis on 127.0.0.1:6379 is needed: {exc}")
+    bill = make_billing(database_url=pg_url, redis_url=redis_url)
     upstream.emu.default = Behavior(completion_padding=50_000)
     key = bill.create_key(balance="0.001")
     codes = [bill.chat(key["key"], max_tokens=200).status_code for _ in range(8)]

@@ -11,6 +11,7 @@ import pytest
 from manxue.errors import UpstreamError
 from manxue.providers.local import LocalProvider
 from tests.engine.conftest import chat, run
+from tests.helpers import wait_until, wait_until_async
 
 NO_EOS = {"0": -100, "2": -100}  # SmolLM2's end tokens: answers run to max_tokens
 
@@ -52,8 +53,9 @@ def test_full_queue_answers_429(make_provider: Any) -> None:
     async def scenario() -> UpstreamError:
         running = asyncio.create_task(p.complete(long))
         queued = asyncio.create_task(p.complete(long))
-        await asyncio.sleep(0.05)
         try:
+            await wait_until_async(lambda: p.stats()["accepted"] == 2,
+                                   what="the engine to take one request and queue the other")
             with pytest.raises(UpstreamError) as err:
                 await p.complete(long)
         finally:
@@ -64,10 +66,8 @@ def test_full_queue_answers_429(make_provider: Any) -> None:
 
     err = run(scenario())
     assert err.status == 429 and err.retry_after == 1
-    deadline = time.monotonic() + 5
-    while p.stats()["accepted"] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert p.stats()["accepted"] == 0 and p.stats()["running"] == 0
+    wait_until(lambda: p.stats()["accepted"] == 0, timeout=5)
+    assert p.stats()["running"] == 0
 
 
 def test_closing_a_stream_frees_its_slot(make_provider: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from manxue.engine.scoring import Scored, row_stats
 from manxue.errors import InvalidParameters, InvalidRequest
 from manxue.providers.local import LocalProvider
 from tests.engine.conftest import chat, run
+from tests.helpers import wait_until, wait_until_async
 
 NO_EOS = {"0": -100, "2": -100}  # SmolLM2's end tokens: answers run to max_tokens
 QUESTION = "Describe the city of Paris in a few sentences."
@@ -219,18 +219,19 @@ def test_cancelled_score_frees_its_sequence(make_provider: Any) -> None:
     p = make_provider(n_parallel=1, prefill_chunk=8)
     engine = _engine(p)
 
+    scored = p.stats()["scored_tokens"]
+
     async def scenario() -> None:
         task = asyncio.create_task(engine.score(_messages(), " word" * 1000))
-        await asyncio.sleep(0.05)
+        await wait_until_async(lambda: p.stats()["scored_tokens"] > scored,
+                               what="the engine to start scoring")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     run(scenario())
-    deadline = time.monotonic() + 5
-    while p.stats()["accepted"] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert p.stats()["accepted"] == 0 and p.stats()["scored_tokens"] < 1000
+    wait_until(lambda: p.stats()["accepted"] == 0, timeout=5)
+    assert p.stats()["scored_tokens"] < 1000
 
 
 def test_row_stats_match_sampling() -> None:

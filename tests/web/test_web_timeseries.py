@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import Engine
 
@@ -18,8 +17,8 @@ from manxue.accounting.keys import KeyStore
 from manxue.accounting.ledger import insert_rows
 from manxue.errors import InvalidParameters
 from manxue.store.db import open_engine
+from tests.helpers import postgres_database
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 NOW = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
 
 
@@ -30,17 +29,10 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         yield eng
         eng.dispose()
         return
-    name = f"manxue_ts_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
-    eng = open_engine(f"postgresql://postgres@127.0.0.1:5432/{name}")
-    yield eng
-    eng.dispose()
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("manxue_ts") as url:  # fails, saying why, without PostgreSQL
+        eng = open_engine(url)
+        yield eng
+        eng.dispose()
 
 
 def _row(at: datetime, model: str, key: Any, *, status: str = "ok", currency: str | None = "USD",

@@ -188,6 +188,8 @@ class Meter:
                         "--price-list ID` gives it a list in its currency, or `--currency` (for a "
                         "key without credits) changes it", rec.id, rec.tenant, rec.currency,
                         list_id, currency)
+        for d in self.settings.deployments:  # said now, not at the deployment's first request
+            self.prices.warn_unpriced(d)
         now = datetime.now(UTC)
         total, day, month = await asyncio.to_thread(self._spent_now, now)
         await self.counters.load_spent(total, day, month)

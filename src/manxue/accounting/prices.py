@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -89,10 +90,27 @@ class PriceBook:
         """Price the cost side of a deployment added while serving (or replaced); its cost
         side was checked (`check_deployment`) before the router took it."""
         self.deployments[d.name] = d
+        self._warned = {k for k in self._warned if k[0] != d.name}  # a replaced one is new
         if d.cost_price_list is not None:
             self.per_token.add(d.name)
+            self.warn_unpriced(d)
         else:
             self.per_token.discard(d.name)
+
+    def warn_unpriced(self, d: DeploymentSettings, ts: float | None = None) -> bool:
+        """Warn now, once, when `d`'s cost list has no price in force for its model at `ts`
+        (default: now), rather than at its first request; return whether it has one.
+
+        `check_deployment` refuses a list that never prices the model; this catches one whose
+        prices for it ended (or have not begun): its upstream cost is recorded as 0."""
+        if d.cost_price_list is None:
+            return True
+        ts = time.time() if ts is None else ts
+        if self.lookup_at(d.cost_price_list, d.upstream_model or d.model, ts) is not None \
+                or self.lookup_at(d.cost_price_list, d.model, ts) is not None:
+            return True
+        self._unpriced(d, d.model, ts)
+        return False
 
     def _unpriced(self, dep: DeploymentSettings, model: str, ts: float) -> None:
         """Say once per deployment and model that its cost list had no price in force."""
