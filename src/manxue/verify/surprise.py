@@ -19,9 +19,10 @@ Each token is standardized by the spread the reference predicts for it, z_i = s_
 two kinds of wealth are grown by betting on the z_i, which gives exact, always-valid
 error control whenever the audit stops (Ville's inequality), with no normal approximation:
 
-- **substitution** (H0: the reference is what samples): wealth Π (1 + λ z_i), mixed over a
-  grid of λ. It reaches 1/α with probability at most α under H0. Crossing it means
-  "substituted".
+- **substitution** (H0: the endpoint's mean standardized excess surprise is at most τ, the
+  TOLERANCE left for numerical noise between honest servers): wealth Π (1 + λ (z_i − τ)),
+  mixed over a grid of λ. It reaches 1/α with probability at most α under H0. Crossing it
+  means "substituted".
 - **vouching** (H_δ: the endpoint's mean standardized excess surprise is at least δ): wealth
   Π (1 - λ (z'_i - δ)) on z clipped to [-C, C]. Crossing 1/α rules out every substitute that
   shifts the (clipped) mean by δ or more. The smallest such δ on the grid is the size of change
@@ -39,6 +40,10 @@ from numpy.typing import NDArray
 LAMBDAS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32)  # bets per token, mixed with equal weights
 DELTAS = (0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5)  # vouching grid (z units)
 CLIP = 4.0  # the vouching statistic is bounded to [-CLIP, CLIP]
+TOLERANCE = 0.1
+"""Standardized excess surprise per token allowed to an honest server: another attention
+kernel, batch size or thread count moves the logits in their last bits, which shows as a mean
+of +0.03 to +0.05 here (benchmarks/verify_likelihood.py); the Q2_K copy shows +0.27 to +0.61."""
 SIGMA_FLOOR = 0.05  # nats: the spread assumed for a near-certain position
 MAX_BET_SHARE = 0.5  # a bet never risks more than this share of wealth on one token
 
@@ -88,6 +93,7 @@ class SurpriseTest:
     mean 1 (substitution, under H0) or at most 1 (vouching, under H_δ)."""
 
     alpha: float = 0.01
+    tolerance: float = TOLERANCE
     lambdas: tuple[float, ...] = LAMBDAS
     deltas: tuple[float, ...] = DELTAS
     tokens: int = 0
@@ -110,10 +116,10 @@ class SurpriseTest:
             return
         sigma = answer.sigma
         z = answer.excess / sigma
-        # 1 + λz ≥ 1 - MAX_BET_SHARE needs λ ≤ MAX_BET_SHARE / (H/σ), the most z can fall
-        fall = np.maximum(answer.entropy / sigma, 1e-12)
+        # 1 + λ(z - τ) ≥ 1 - MAX_BET_SHARE needs λ ≤ MAX_BET_SHARE / (H/σ + τ), since z ≥ -H/σ
+        fall = np.maximum(answer.entropy / sigma + self.tolerance, 1e-12)
         bets = np.minimum(self._lam[None, :], (MAX_BET_SHARE / fall)[:, None])  # tokens × λ
-        self._log_sub += np.log1p(bets * z[:, None]).sum(axis=0)
+        self._log_sub += np.log1p(bets * (z - self.tolerance)[:, None]).sum(axis=0)
         zc = np.clip(z, -CLIP, CLIP)
         most = MAX_BET_SHARE / (CLIP - self._delta)  # z' - δ ≤ CLIP - δ
         vbets = np.minimum(self._lam[None, :], most[:, None])  # δ × λ
@@ -172,6 +178,6 @@ class SurpriseTest:
         return {"answers": self.answers, "tokens": self.tokens,
                 "mean_excess_nats": round(self.mean_excess, 4), "mean_z": round(self.mean_z, 4),
                 "log_e_substituted": round(self.substitution_evidence, 3),
-                "log_threshold": round(self.threshold, 3),
+                "log_threshold": round(self.threshold, 3), "tolerance": self.tolerance,
                 "detectable_shift": self.detectable,
                 "outlying_answers": self.outlying_answers()}
