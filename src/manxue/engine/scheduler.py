@@ -30,7 +30,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,18 @@ class EngineStats:
     requests: int = 0
     rejected: int = 0
     preempted: int = 0
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One decode step's rows: generating sequences first (their logits are sampled), then
+    prompt tokens fed (and, for scoring requests, the rows whose logits are read)."""
+
+    outputs: list[Sequence] = field(default_factory=list)
+    decoding: int = 0
+    fed: list[tuple[Sequence, int]] = field(default_factory=list)
+    scored: list[tuple[Sequence, int, int]] = field(default_factory=list)  # first row, rows
+    rows: int = 0
 
 
 class Scheduler:
@@ -316,12 +328,23 @@ class Scheduler:
 
     def _step(self) -> bool:
         """One llama_decode for every running sequence; False when there was nothing to do."""
-        ctx = self.ctx
         self._resolve_waits()
+        batch = self._schedule()
+        if batch is None:
+            return False
+        if not self._decode(batch):
+            return True
+        self._commit(batch)
+        if batch.outputs:
+            self._postprocess(batch.outputs)
+        return True
+
+    def _schedule(self) -> _Batch | None:
+        """Fill the decode batch: each generating sequence's pending token (its logits read
+        after the step), then prompt tokens up to the batch size; None when there is nothing."""
+        ctx = self.ctx
+        batch = _Batch()
         n = 0
-        outputs: list[Sequence] = []
-        fed: list[tuple[Sequence, int]] = []
-        scored: list[tuple[Sequence, int, int]] = []  # scoring: first batch row with logits, rows
         for seq in self._running:
             if seq.pending is not None and not seq.prefilling:
                 assert seq.slot is not None
@@ -330,33 +353,41 @@ class Scheduler:
                 ctx.seq[n] = seq.slot.seq_id
                 ctx.want[n] = 1
                 n += 1
-                outputs.append(seq)
-        decoding = n
-        n = self._feed_prompts(n, fed, scored)
-        if n == 0:
-            return False
+                batch.outputs.append(seq)
+        batch.decoding = n
+        batch.rows = self._feed_prompts(n, batch.fed, batch.scored)
+        return batch if batch.rows else None
+
+    def _decode(self, batch: _Batch) -> bool:
+        """Decode the batch; False when it did not run (no KV room: the newest sequence was
+        swapped out; an error: the running sequences failed)."""
         t0 = time.perf_counter()
-        rc = ctx.decode(n)
+        rc = self.ctx.decode(batch.rows)
         self.stats.decode_seconds += time.perf_counter() - t0
         if rc == DECODE_NO_KV_SLOT:
             self._swap_out_newest()
-            return True
+            return False
         if rc != DECODE_OK:
             self._fail_running(rc)
-            return True
+            return False
         self.stats.steps += 1
-        in_batch = decoding + len(fed)
+        in_batch = batch.decoding + len(batch.fed)
         if in_batch > 1:
             self.stats.batched_steps += 1
         self.stats.max_batch_sequences = max(self.stats.max_batch_sequences, in_batch)
-        self._read_scores(scored)
-        for seq in outputs[:decoding]:
+        return True
+
+    def _commit(self, batch: _Batch) -> None:
+        """After a step: the decoded and fed tokens are in each sequence's cache; scores read,
+        finished scoring requests ended."""
+        self._read_scores(batch.scored)
+        for seq in batch.outputs[:batch.decoding]:
             assert seq.slot is not None and seq.pending is not None
             seq.slot.commit([seq.pending])
             seq.pending = None
             if seq.needs_logits:  # that was the last prompt token
                 self.stats.prompt_tokens_computed += 1
-        for seq, take in fed:
+        for seq, take in batch.fed:
             assert seq.slot is not None
             seq.slot.commit(seq.target[seq.n_fed : seq.n_fed + take])
             seq.n_fed += take
@@ -364,9 +395,10 @@ class Scheduler:
             self._arm_last(seq)
             if seq.score is not None and not seq.prefilling:
                 self._finish(seq, "scored")
-        if not outputs:
-            return True
-        logits = ctx.logits(len(outputs))
+
+    def _postprocess(self, outputs: list[Sequence]) -> None:
+        """Sample the next token of every generating sequence; end those that are done."""
+        logits = self.ctx.logits(len(outputs))
         tokens, lps = sample_batch(logits, [s.sampler for s in outputs])
         self.stats.generated_tokens += len(tokens)
         for seq, tok, lp in zip(outputs, tokens, lps, strict=True):
@@ -379,7 +411,6 @@ class Scheduler:
                 self._finish(seq, reason)
             else:
                 self._touch(seq.handle)
-        return True
 
     def _feed_prompts(self, n: int, fed: list[tuple[Sequence, int]],
                       scored: list[tuple[Sequence, int, int]]) -> int:
