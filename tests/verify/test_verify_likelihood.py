@@ -27,8 +27,8 @@ def scorer() -> Iterator[EngineScorer]:
 
 def _audit(url: str, scorer: EngineScorer, seed: int, **kw: Any) -> dict[str, Any]:
     kw.setdefault("checks", ("likelihood",))
-    cfg = AuditConfig(base_url=url, model="honest", claim=CLAIM, budget_requests=40, seed=seed,
-                      scorer=scorer, **kw)
+    kw.setdefault("budget_requests", 60)
+    cfg = AuditConfig(base_url=url, model="honest", claim=CLAIM, seed=seed, scorer=scorer, **kw)
     return run(run_audit(cfg))
 
 
@@ -37,9 +37,9 @@ def test_an_honest_endpoint_without_logprobs_is_vouched_for(bench: Bench, scorer
     assert r["verdict"] == "authentic", r["reason"]
     lik = check(r, "likelihood")
     ev = lik["evidence"]
-    assert lik["status"] == "pass" and ev["detectable_shift"] <= 0.15
+    assert lik["status"] == "pass" and ev["detectable_shift"] <= 0.1
     assert "would have been caught" in r["reason"] and str(ev["detectable_shift"]) in r["reason"]
-    assert abs(ev["mean_z"]) < 0.15 and ev["answers"] < 40  # stopped once decisive
+    assert abs(ev["mean_z"]) < 0.1 and ev["answers"] < 60  # stopped once decisive
     assert r["settings"]["reference_weights"] == default_model_path().name
 
 

@@ -21,8 +21,11 @@ error control whenever the audit stops (Ville's inequality), with no normal appr
 
 - **substitution** (H0: the endpoint's mean standardized excess surprise is at most τ, the
   TOLERANCE left for numerical noise between honest servers): wealth Π (1 + λ (z_i − τ)),
-  mixed over a grid of λ. It reaches 1/α with probability at most α under H0. Crossing it
-  means "substituted".
+  mixed over a grid of λ; and, so that an endpoint answering only some requests with a
+  substitute is not hidden by its honest answers, per answer: each answer's own wealth e_a
+  (mean ≤ 1 under H0) enters as Π_a (1 − ρ + ρ e_a) for a grid of shares ρ. Both kinds are
+  mixed with equal weights into one e-value, which reaches 1/α with probability at most α
+  under H0. Crossing it means "substituted".
 - **vouching** (H_δ: the endpoint's mean standardized excess surprise is at least δ): wealth
   Π (1 - λ (z'_i - δ)) on z clipped to [-C, C]. Crossing 1/α rules out every substitute that
   shifts the (clipped) mean by δ or more. The smallest such δ on the grid is the size of change
@@ -38,6 +41,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 LAMBDAS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32)  # bets per token, mixed with equal weights
+SHARES = (0.1, 0.25, 0.5)
+"""Shares of answers bet to come from a substitute (the answer-level mixture wealth)."""
 DELTAS = (0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5)  # vouching grid (z units)
 CLIP = 4.0  # the vouching statistic is bounded to [-CLIP, CLIP]
 TOLERANCE = 0.1
@@ -102,6 +107,7 @@ class SurpriseTest:
     sum_excess: float = 0.0
     _log_sub: Floats = field(default_factory=lambda: np.zeros(0))  # per λ
     _log_vouch: Floats = field(default_factory=lambda: np.zeros(0))  # per δ, per λ
+    _log_mix: Floats = field(default_factory=lambda: np.zeros(0))  # per share ρ
     _answer_z: list[float] = field(default_factory=list)  # mean z of each answer
 
     def __post_init__(self) -> None:
@@ -109,6 +115,8 @@ class SurpriseTest:
         self._delta = np.asarray(self.deltas, float)
         self._log_sub = np.zeros(len(self.lambdas))
         self._log_vouch = np.zeros((len(self.deltas), len(self.lambdas)))
+        self._shares = np.asarray(SHARES, float)
+        self._log_mix = np.zeros(len(SHARES))
 
     def add_answer(self, answer: ScoredAnswer) -> None:
         self.answers += 1
@@ -119,7 +127,10 @@ class SurpriseTest:
         # 1 + λ(z - τ) ≥ 1 - MAX_BET_SHARE needs λ ≤ MAX_BET_SHARE / (H/σ + τ), since z ≥ -H/σ
         fall = np.maximum(answer.entropy / sigma + self.tolerance, 1e-12)
         bets = np.minimum(self._lam[None, :], (MAX_BET_SHARE / fall)[:, None])  # tokens × λ
-        self._log_sub += np.log1p(bets * (z - self.tolerance)[:, None]).sum(axis=0)
+        per_answer = np.log1p(bets * (z - self.tolerance)[:, None]).sum(axis=0)  # per λ
+        self._log_sub += per_answer
+        e_answer = float(np.mean(np.exp(np.minimum(per_answer, 700.0))))  # mixed over λ
+        self._log_mix += np.log1p(self._shares * (e_answer - 1.0))
         zc = np.clip(z, -CLIP, CLIP)
         most = MAX_BET_SHARE / (CLIP - self._delta)  # z' - δ ≤ CLIP - δ
         vbets = np.minimum(self._lam[None, :], most[:, None])  # δ × λ
@@ -134,8 +145,9 @@ class SurpriseTest:
     # ---- reading -------------------------------------------------------------------------------
     @property
     def substitution_evidence(self) -> float:
-        """Log of the mixed wealth against H0 (the log of an e-value)."""
-        return _logmeanexp(self._log_sub)
+        """Log of the e-value against H0: the token-level wealths (one per λ) and the
+        answer-level ones (one per share ρ), mixed with equal weights."""
+        return _logmeanexp(np.concatenate([self._log_sub, self._log_mix]))
 
     def vouching_evidence(self, delta: float) -> float:
         return _logmeanexp(self._log_vouch[self.deltas.index(delta)])

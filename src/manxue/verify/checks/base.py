@@ -25,7 +25,7 @@ class CheckOptions:
     logprob_tolerance: float = 0.25
     permutations: int = 9999
     context_max_tokens: int = 32768
-    likelihood_resolution: float = 0.15
+    likelihood_resolution: float = 0.1
     """Largest shift of the mean standardized surprise per token that the likelihood check
     must rule out before it vouches for the endpoint."""
     speed_max_tokens: int = 64
