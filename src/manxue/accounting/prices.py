@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 from manxue.accounting.money import Rates
 from manxue.errors import ConfigError, InvalidParameters, ManxueError
@@ -49,14 +48,9 @@ class PriceBook:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PriceBook:
-        from manxue.pricing.catalog import builtin_price_lists, load_price_lists
+        from manxue.pricing.catalog import configured_price_lists
 
-        lists = dict(builtin_price_lists())
-        for path in settings.billing.price_lists:
-            try:
-                lists.update(load_price_lists(Path(path).expanduser()))
-            except ManxueError as exc:
-                raise ConfigError(f"{path}: {exc.message}") from None
+        lists = configured_price_lists(settings.billing.price_lists)
         book = cls(lists, settings.deployments)
         ref = settings.billing.default_price_list
         if ref is not None and ref not in lists:

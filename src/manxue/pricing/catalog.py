@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from manxue.errors import ConfigError
+from manxue.errors import ConfigError, ManxueError
 from manxue.pricing.errors import PriceListNotFound
 from manxue.pricing.lists import PriceEntry, PriceList, Quote, markup, merge, price_at, quote
 from manxue.pricing.toml_format import read_price_lists
@@ -55,6 +56,18 @@ def get_price_list(list_id: str, extra: dict[str, PriceList] | None = None) -> P
         raise PriceListNotFound(f"no price list {list_id!r}; known: {', '.join(sorted(lists))}",
                                 param="price_list")
     return lists[list_id]
+
+
+def configured_price_lists(paths: Iterable[str | Path]) -> dict[str, PriceList]:
+    """The lists billing can use: the shipped ones and every list in the operator's files
+    (`[billing] price_lists`); a file that does not load is a ConfigError naming it."""
+    lists = builtin_price_lists()
+    for path in paths:
+        try:
+            lists.update(load_price_lists(Path(path).expanduser()))
+        except ManxueError as exc:
+            raise ConfigError(f"{path}: {exc.message}") from None
+    return lists
 
 
 def load_price_lists(path: str | Path) -> dict[str, PriceList]:

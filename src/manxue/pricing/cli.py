@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from manxue.errors import ConfigError, ManxueError
+from manxue.pricing.catalog import configured_price_lists
 from manxue.pricing.lists import PriceEntry, PriceList, quote
 from manxue.settings import load_settings
 from manxue.timeutil import assume_utc
@@ -39,10 +40,8 @@ def _when(value: str | None) -> datetime:
 
 
 def _lists(config: Path | None) -> dict[str, PriceList]:
-    from manxue.accounting.prices import PriceBook
-
     try:
-        return PriceBook.from_settings(load_settings(config)).lists
+        return configured_price_lists(load_settings(config).billing.price_lists)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
 
