@@ -122,3 +122,43 @@ def test_the_tolerance_absorbs_numerical_noise_between_honest_servers():
     assert all(abs(t.mean_z) < TOLERANCE for t in noisy)
     caught = [_audit(seed, answers=60, change=1.5, tolerance=TOLERANCE) for seed in range(5)]
     assert all(t.substituted for t in caught)
+
+
+def _scored(z: np.ndarray) -> ScoredAnswer:
+    """Tokens with standardized excess surprise exactly z (entropy 5, spread 1)."""
+    n = len(z)
+    return ScoredAnswer.of(list(-(5.0 + np.maximum(z, -5.0))), [5.0] * n, [26.0] * n)
+
+
+def test_a_mixture_hiding_in_short_answers_is_never_vouched_for():
+    """Half the requests answered by a substitute (shift 0.5 per token) with short answers,
+    the rest honest and long: pooled over tokens the shift is tiny (the token-level bound of
+    0.1 is met), but over answers it is half of 0.4, the clip: vouching must not happen."""
+    vouched = token_level_met = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        test = SurpriseTest(alpha=0.01, tolerance=TOLERANCE)
+        for _ in range(60):
+            short = rng.random() < 0.5
+            test.add_answer(_scored(rng.normal(0.5, 1.0, 8) if short else rng.normal(0, 1, 200)))
+        vouched += test.vouches(0.1)
+        token_level_met += (test.detectable or 1.0) <= 0.1
+        assert (test.detectable_answer_shift or 1.0) > 0.15
+    assert vouched == 0 and token_level_met >= 8
+
+
+def test_honest_answers_rule_out_the_answer_level_shift():
+    """An honest server on other hardware (+0.04 per token, 60-250 tokens per answer): the
+    answer-level bound of 0.15 is met within 30 answers, both bounds within 60."""
+    runs, met = [], []
+    for seed in range(10):
+        rng = np.random.default_rng(100 + seed)
+        test = SurpriseTest(alpha=0.005, tolerance=TOLERANCE)
+        while not test.vouches(0.1) and test.answers < 60:
+            test.add_answer(_scored(rng.normal(0.04, 1.0, int(rng.integers(60, 250)))))
+            if len(met) == seed and (test.detectable_answer_shift or 1.0) <= 0.15:
+                met.append(test.answers)
+        runs.append(test)
+    assert all(t.vouches(0.1) for t in runs) and not any(t.substituted for t in runs)
+    assert len(met) == 10 and max(met) <= 30
+    assert "detectable_answer_shift" in runs[0].summary()

@@ -30,6 +30,14 @@ error control whenever the audit stops (Ville's inequality), with no normal appr
   Π (1 - λ (z'_i - δ)) on z clipped to [-C, C]. Crossing 1/α rules out every substitute that
   shifts the (clipped) mean by δ or more. The smallest such δ on the grid is the size of change
   the audit could have detected, and "authentic" is said only when it is small enough.
+- **vouching against a mixture**: the token-level hypothesis H_δ asks every token's mean to be
+  ≥ δ, which an endpoint answering only some requests with a substitute does not satisfy (its
+  honest answers have mean 0). So vouching also needs the answer-level hypothesis A_d ruled
+  out: each answer's mean z, clipped to [-ANSWER_CLIP, ANSWER_CLIP], has mean at least d over
+  the requests (a share ρ of answers from a substitute shifting them by Δ gives d ≈ ρΔ).
+  Wealth Π (1 - λ (m_a - d)) over answers, mixed over λ. The requests are drawn by the audit,
+  so a vendor choosing which to substitute (by prompt, by time) still satisfies the bound in
+  expectation and cannot escape it.
 """
 
 from __future__ import annotations
@@ -45,6 +53,14 @@ SHARES = (0.1, 0.25, 0.5)
 """Shares of answers bet to come from a substitute (the answer-level mixture wealth)."""
 DELTAS = (0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5)  # vouching grid (z units)
 CLIP = 4.0  # the vouching statistic is bounded to [-CLIP, CLIP]
+ANSWER_DELTAS = (0.1, 0.15, 0.2, 0.25, 0.3)
+"""Answer-level vouching grid: the mean over answers of each answer's (clipped) mean z."""
+ANSWER_CLIP = 0.4
+ANSWER_LAMBDAS = (0.5, 1.0, 2.0, 4.0)
+ANSWER_RESOLUTION = 0.15
+"""The answer-level shift vouching must rule out: half the answers shifted by 0.3 (Q2_K shifts
+its answers by 0.27 to 0.61), or a third of them by the clip, 0.4."""
+MAX_ANSWER_BET = 0.9  # one answer never costs more than this share of an answer-level wealth
 TOLERANCE = 0.1
 """Standardized excess surprise per token allowed to an honest server: another attention
 kernel, batch size or thread count moves the logits in their last bits, which shows as a mean
@@ -108,6 +124,7 @@ class SurpriseTest:
     _log_sub: Floats = field(default_factory=lambda: np.zeros(0))  # per λ
     _log_vouch: Floats = field(default_factory=lambda: np.zeros(0))  # per δ, per λ
     _log_mix: Floats = field(default_factory=lambda: np.zeros(0))  # per share ρ
+    _log_avouch: Floats = field(default_factory=lambda: np.zeros(0))  # per d, per λ
     _answer_z: list[float] = field(default_factory=list)  # mean z of each answer
 
     def __post_init__(self) -> None:
@@ -117,6 +134,10 @@ class SurpriseTest:
         self._log_vouch = np.zeros((len(self.deltas), len(self.lambdas)))
         self._shares = np.asarray(SHARES, float)
         self._log_mix = np.zeros(len(SHARES))
+        self._adelta = np.asarray(ANSWER_DELTAS, float)
+        most = MAX_ANSWER_BET / (ANSWER_CLIP - self._adelta)  # m - d ≤ ANSWER_CLIP - d
+        self._abets = np.minimum(np.asarray(ANSWER_LAMBDAS, float)[None, :], most[:, None])
+        self._log_avouch = np.zeros(self._abets.shape)
 
     def add_answer(self, answer: ScoredAnswer) -> None:
         self.answers += 1
@@ -141,6 +162,8 @@ class SurpriseTest:
         self.sum_z += float(z.sum())
         self.sum_excess += float(answer.excess.sum())
         self._answer_z.append(float(z.mean()))
+        m = min(max(float(z.mean()), -ANSWER_CLIP), ANSWER_CLIP)
+        self._log_avouch += np.log1p(-self._abets * (m - self._adelta)[:, None])
 
     # ---- reading -------------------------------------------------------------------------------
     @property
@@ -170,9 +193,22 @@ class SurpriseTest:
                 return delta
         return None
 
-    def vouches(self, resolution: float) -> bool:
-        found = self.detectable
-        return found is not None and found <= resolution and not self.substituted
+    @property
+    def detectable_answer_shift(self) -> float | None:
+        """The smallest d ruled out for the mean over answers of each answer's mean z: a share
+        ρ of answers from a substitute shifting them by Δ with ρ·min(Δ, ANSWER_CLIP) ≥ d
+        would have been caught. None: none is ruled out yet."""
+        for k, delta in enumerate(ANSWER_DELTAS):
+            if _logmeanexp(self._log_avouch[k]) >= self.threshold:
+                return delta
+        return None
+
+    def vouches(self, resolution: float, answer_resolution: float = ANSWER_RESOLUTION) -> bool:
+        """Every substitute shifting the tokens by `resolution`, and every mixture shifting
+        the answers by `answer_resolution` on average, is ruled out; nothing is flagged."""
+        found, per_answer = self.detectable, self.detectable_answer_shift
+        return (found is not None and found <= resolution and per_answer is not None
+                and per_answer <= answer_resolution and not self.substituted)
 
     @property
     def mean_z(self) -> float:
@@ -192,4 +228,5 @@ class SurpriseTest:
                 "log_e_substituted": round(self.substitution_evidence, 3),
                 "log_threshold": round(self.threshold, 3), "tolerance": self.tolerance,
                 "detectable_shift": self.detectable,
+                "detectable_answer_shift": self.detectable_answer_shift,
                 "outlying_answers": self.outlying_answers()}

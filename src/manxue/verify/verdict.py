@@ -62,10 +62,12 @@ def decide(results: list[CheckResult], alpha: float, claim_id: str | None,
     likely = by_name.get("likelihood")
     if likely is not None and likely.status == PASS and likely.decisive:
         shift = likely.evidence.get("detectable_shift")
+        per_answer = likely.evidence.get("detectable_answer_shift")
         return AUTHENTIC, ("no check rejected the claim, and the answers are as likely under the "
                            "reference weights as the reference's own samples: a substitute "
                            f"shifting the surprise per token by {shift} or more would have been "
-                           "caught")
+                           "caught, and so would one answering a share of the requests that "
+                           f"shifts the mean over answers by {per_answer} or more")
     dist = by_name.get("distribution")
     if dist is not None and dist.status == PASS and dist.threshold is not None \
             and dist.evidence.get("kernel") == "logprobs" \

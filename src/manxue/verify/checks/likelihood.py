@@ -112,7 +112,8 @@ def _result(test: SurpriseTest, ctx: CheckContext, shown: list[dict[str, Any]], 
                                 "resolution": ctx.options.likelihood_resolution}
     e_value = test.substitution_evidence
     p_value = min(1.0, math.exp(-e_value))  # an e-value E gives the valid p-value 1/E
-    facts = {"mean_z": test.mean_z, "answers": test.answers, "detectable": test.detectable}
+    facts = {"mean_z": test.mean_z, "answers": test.answers, "detectable": test.detectable,
+             "detectable_answer_shift": test.detectable_answer_shift}
     if test.tokens == 0:
         why = "no answer came back to score" if not unscored else (
             f"{unscored} answers could not be scored (reasoning shown, or text the reference's "
@@ -125,15 +126,21 @@ def _result(test: SurpriseTest, ctx: CheckContext, shown: list[dict[str, Any]], 
         return CheckResult(NAME, TITLE, FAIL, summary, MEANING, p_value=p_value,
                            statistic=test.mean_z, evidence=evidence, facts=facts, rejected=True,
                            decisive=True)
-    found = test.detectable
-    if found is not None and found <= ctx.options.likelihood_resolution:
+    found, per_answer = test.detectable, test.detectable_answer_shift
+    if test.vouches(ctx.options.likelihood_resolution):
         summary = (f"consistent with the reference after {test.answers} answers: any "
                    f"substitute raising the mean standardized surprise by {found} or more per "
-                   "token is ruled out")
+                   f"token is ruled out, and so is one answering a share of the requests that "
+                   f"raises the mean over answers by {per_answer} (e.g. half of them by "
+                   f"{round(2 * (per_answer or 0), 3)})")
         return CheckResult(NAME, TITLE, PASS, summary, MEANING, p_value=p_value,
                            statistic=test.mean_z, evidence=evidence, facts=facts, decisive=True)
     size = f"only shifts of {found} or more are ruled out" if found is not None else \
         "no shift size is ruled out yet"
+    if found is not None and found <= ctx.options.likelihood_resolution:
+        size = (f"shifts of {found} per token are ruled out, but a substitute answering a share "
+                "of the requests is not yet" + (f" (only a mean shift over answers of "
+                                                f"{per_answer} is)" if per_answer else ""))
     summary = (f"undecided after {test.answers} answers ({test.tokens} tokens): {size}; a larger "
                "budget would decide")
     return CheckResult(NAME, TITLE, PASS, summary, MEANING, p_value=p_value,
