@@ -71,3 +71,16 @@ def test_numbers_of_the_right_type_still_pass(gateway, upstream):
         "model": "deepseek-chat", "messages": [{"role": "user", "content": "x"}],
         "temperature": 1, "top_p": 0.5, "max_tokens": 20, "stream": False})
     assert r.status_code == 200, r.text
+
+
+def test_an_unknown_path_lists_the_routes_that_exist(gateway):
+    r = httpx.post(gateway.url + "/v1/nothing-here", json={}, timeout=10)
+    assert r.status_code == 404
+    message = r.json()["error"]["message"]
+    assert message.startswith("no route for POST /v1/nothing-here; the API's routes: ")
+    for route in ("POST /v1/chat/completions", "GET /v1/models", "POST /v1/messages",
+                  "GET /user/balance"):
+        assert route in message
+    assert "/admin" not in message
+    r = httpx.get(gateway.url + "/anthropic/v1/nothing", timeout=10)
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"

@@ -37,6 +37,9 @@ class DeploymentSettings(_Strict):
     api_key: SecretStr | None = None
     api_key_env: str | None = None
     upstream_model: str | None = None
+    fim_path: str | None = Field(
+        None, description="path of the upstream's fill-in-the-middle completions "
+        "[default: /beta/completions beside /v1, as DeepSeek serves it]")
     priority: int = 0
     weight: float = Field(1.0, gt=0)
     timeouts: Timeouts = Timeouts()

@@ -33,8 +33,9 @@ from manxue.errors import (
     ServiceUnavailable,
 )
 from manxue.metrics import Metrics
-from manxue.protocol.chat import ChatRequest, answer_text
-from manxue.protocol.types import Outcome
+from manxue.protocol.chat import answer_text
+from manxue.protocol.completions import prompt_texts
+from manxue.protocol.types import ApiRequest, Outcome
 from manxue.protocol.usage import Usage
 from manxue.settings import DeploymentSettings, Settings
 
@@ -280,7 +281,7 @@ class Meter:
             return models
         return [m for m in models if m in key.models]
 
-    async def admit(self, key: KeyRecord | None, req: ChatRequest, raw: dict[str, Any],
+    async def admit(self, key: KeyRecord | None, req: ApiRequest, raw: dict[str, Any],
                     request_id: str, body_bytes: int) -> Ticket:
         """Check the key's limits and reserve the request's largest possible cost; raise the
         403 / 402 / 429 a refusal calls for."""
@@ -292,7 +293,7 @@ class Meter:
                 raise self._refused(refusal, key)
         return ticket
 
-    def admit_now(self, key: KeyRecord | None, req: ChatRequest, raw: dict[str, Any],
+    def admit_now(self, key: KeyRecord | None, req: ApiRequest, raw: dict[str, Any],
                   request_id: str, body_bytes: int) -> Ticket | None:
         """`admit` without a coroutine where the counters are in memory; None where they are
         not (in Redis), and the caller awaits `admit` instead."""
@@ -306,7 +307,7 @@ class Meter:
                 raise self._refused(refusal, key)
         return ticket
 
-    def _ticket(self, key: KeyRecord | None, req: ChatRequest, raw: dict[str, Any],
+    def _ticket(self, key: KeyRecord | None, req: ApiRequest, raw: dict[str, Any],
                 body_bytes: int) -> Ticket:
         """What admission needs to decide: the key's limits, the prices, the sum to reserve."""
         if self.writer.journal.failed is not None:  # it could not be recorded: do not ask for it
@@ -341,11 +342,12 @@ class Meter:
             # The most this request can cost: a BPE token is at least one byte of the request
             # body, so the body's size bounds the prompt (the chat template's own tokens aside).
             out = req.max_completion_tokens or req.max_tokens
-            extra = self._output_bounds.get(model)
-            if extra is None:
-                extra = self._output_bound(model)
-            # every choice (`n`) is an answer of its own, each as long as the largest one
-            out = ((out or extra[0]) + extra[1]) * (req.n or 1)
+            if out != 0:  # 0: nothing is generated (embeddings, a scored prompt)
+                extra = self._output_bounds.get(model)
+                if extra is None:
+                    extra = self._output_bound(model)
+                # every choice (`n`) is an answer of its own, each as long as the largest one
+                out = ((out or extra[0]) + extra[1]) * req.choices
             reserve = prices.rates.ceil_nano(body_bytes, out)
         return Ticket(key, key.limits, reserve, prices, raw, now)
 
@@ -450,7 +452,9 @@ class Meter:
             return None, "none"
         family = self.settings.model_settings(outcome.ctx.model).tokenizer \
             or family_for_model(outcome.ctx.model)
-        prompt = count_prompt(ticket.raw.get("messages") or [], family)
+        raw = ticket.raw
+        prompt = count_prompt(raw["messages"], family) if "messages" in raw else \
+            sum(count_text(t, family) for t in prompt_texts(raw))
         answer, reasoning = answer_text(outcome.body, outcome.payloads)
         completion = count_text(answer, family)
         thought = count_text(reasoning, family)

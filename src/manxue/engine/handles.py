@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,3 +100,17 @@ class Handle:
         self.cancelled = True
         if self._cancel_hook is not None:
             self._cancel_hook(self)
+
+
+async def events_of(handle: Handle, first: list[Event]) -> AsyncGenerator[Delta | Finished, None]:
+    """A generation's events, from the `first` batch already read: each Delta, then the
+    Finished; a Failed is raised as its error."""
+    events = first
+    while True:
+        for ev in events:
+            if isinstance(ev, Failed):
+                raise ev.error
+            yield ev
+            if isinstance(ev, Finished):
+                return
+        events = await handle.next()

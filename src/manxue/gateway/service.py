@@ -19,9 +19,9 @@ from manxue.errors import ManxueError, UpstreamError
 from manxue.gateway.deployment import Deployment
 from manxue.gateway.router import Router
 from manxue.metrics import Metrics
-from manxue.protocol.chat import ChatRequest
+from manxue.protocol.completions import Endpoint
 from manxue.protocol.sse import DONE, error_event
-from manxue.protocol.types import Outcome, RequestContext, UsageSink
+from manxue.protocol.types import ApiRequest, Outcome, RequestContext, UsageSink
 from manxue.protocol.usage import Usage
 from manxue.providers.base import ChunkStream, Completion, KeepAliveHook
 
@@ -53,9 +53,10 @@ class ChatService:
         self.metrics = metrics
         self.sinks: list[UsageSink] = sinks or []
 
-    async def complete(self, req: ChatRequest, raw: dict[str, Any], ctx: RequestContext) -> bytes:
+    async def complete(self, req: ApiRequest, raw: dict[str, Any], ctx: RequestContext,
+                       endpoint: Endpoint = "chat") -> bytes:
         async def call(dep: Deployment) -> Completion:
-            return await dep.provider.complete(_body_for(dep, raw))
+            return await dep.provider.complete(_body_for(dep, raw), endpoint)
 
         try:
             got = await self.router.acquire(req.model, call, ctx.local_only)
@@ -69,8 +70,9 @@ class ChatService:
                      got.attempts, body=data)
         return got.result.body
 
-    async def stream(self, req: ChatRequest, raw: dict[str, Any], ctx: RequestContext,
-                     on_keepalive: KeepAliveHook | None) -> AsyncGenerator[bytes, None]:
+    async def stream(self, req: ApiRequest, raw: dict[str, Any], ctx: RequestContext,
+                     on_keepalive: KeepAliveHook | None, endpoint: Endpoint = "chat"
+                     ) -> AsyncGenerator[bytes, None]:
         """Acquire a first byte (retrying as needed), then return the relay of the rest."""
         options = dict(raw.get("stream_options") or {})
         options["include_usage"] = True  # always ask upstream; billing needs it
@@ -78,7 +80,7 @@ class ChatService:
         async def call(dep: Deployment) -> ChunkStream:
             body = _body_for(dep, raw)
             body["stream_options"] = options
-            return await dep.provider.stream(body, on_keepalive)
+            return await dep.provider.stream(body, on_keepalive, endpoint)
 
         try:
             got = await self.router.acquire(req.model, call, ctx.local_only)

@@ -69,8 +69,19 @@ _FORMAT_ERRORS = {"missing", "too_short", "model_attributes_type", "dict_type"}
 
 def parse_chat_request(body: bytes) -> tuple[ChatRequest, dict[str, Any]]:
     """Parse and validate a request body; return the model and the raw dict to forward."""
+    raw = load_object(body, "model and messages")
+    try:
+        req = ChatRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise to_client_error(exc) from None
+    return req, raw
+
+
+def load_object(body: bytes, needs: str) -> dict[str, Any]:
+    """A request body's JSON object (400 when empty, not JSON, not an object, too deep);
+    `needs` names the required fields for the empty-body message."""
     if not body.strip():
-        raise InvalidRequest("request body is empty; send a JSON object with model and messages")
+        raise InvalidRequest(f"request body is empty; send a JSON object with {needs}")
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -79,11 +90,7 @@ def parse_chat_request(body: bytes) -> tuple[ChatRequest, dict[str, Any]]:
         raise InvalidRequest("request body must be a JSON object")
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH:  # else it cannot nest that deep
         check_depth(raw)
-    try:
-        req = ChatRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise _to_client_error(exc) from None
-    return req, raw
+    return raw
 
 
 def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
@@ -105,7 +112,7 @@ def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
         level = deeper
 
 
-def _to_client_error(exc: ValidationError) -> InvalidRequest | InvalidParameters:
+def to_client_error(exc: ValidationError) -> InvalidRequest | InvalidParameters:
     err = exc.errors()[0]
     loc = ".".join(str(x) for x in err["loc"])
     if err["type"] == "missing":
@@ -127,6 +134,7 @@ def answer_text(body: dict[str, Any] | None, payloads: Iterable[bytes] | None) -
     if body is not None:
         for choice in _choices(body):
             _collect(choice.get("message"), content, reasoning)
+            _collect_text(choice, content)
     for payload in payloads or ():
         try:
             obj = orjson.loads(payload)
@@ -134,6 +142,7 @@ def answer_text(body: dict[str, Any] | None, payloads: Iterable[bytes] | None) -
             continue
         for choice in _choices(obj):
             _collect(choice.get("delta"), content, reasoning)
+            _collect_text(choice, content)
     return "".join(content), "".join(reasoning)
 
 
@@ -148,3 +157,10 @@ def _collect(msg: Any, content: list[str], reasoning: list[str]) -> None:
             text = msg.get(key)
             if isinstance(text, str):
                 into.append(text)
+
+
+def _collect_text(choice: dict[str, Any], content: list[str]) -> None:
+    """A text completion's choice (legacy completions, FIM) carries its text directly."""
+    text = choice.get("text")
+    if isinstance(text, str):
+        content.append(text)

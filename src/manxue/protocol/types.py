@@ -13,6 +13,31 @@ from typing import Any, Protocol
 from manxue.protocol.usage import Usage
 
 
+class ApiRequest(Protocol):
+    """What admission and the usage path read of any request (chat, completions, embeddings):
+    the other fields are each endpoint's own."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def stream(self) -> bool: ...
+
+    @property
+    def max_tokens(self) -> int | None: ...
+
+    @property
+    def max_completion_tokens(self) -> int | None: ...
+
+    @property
+    def wants_usage_chunk(self) -> bool: ...
+
+    @property
+    def choices(self) -> int:
+        """Answers the request asks for: each is billed, so each is reserved."""
+        ...
+
+
 class Holding(Protocol):
     """A deployment acquired for a stream whose relay has not started yet."""
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from manxue.protocol.completions import Endpoint
 from manxue.settings import DeploymentSettings
 
 KeepAliveHook = Callable[[], Awaitable[None]]
@@ -40,9 +41,13 @@ class ChunkStream(Protocol):
 class Provider(Protocol):
     settings: DeploymentSettings
 
-    async def complete(self, body: dict[str, Any]) -> Completion: ...
+    async def complete(self, body: dict[str, Any], endpoint: Endpoint = "chat") -> Completion:
+        """`endpoint`: which API the body is for (chat, text completions, FIM, embeddings); a
+        provider that does not serve it raises the 4xx that says so."""
+        ...
 
-    async def stream(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None) -> ChunkStream:
+    async def stream(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None,
+                     endpoint: Endpoint = "chat") -> ChunkStream:
         ...
 
     async def close(self) -> None: ...

@@ -20,10 +20,13 @@ from typing import Any
 import orjson
 
 from manxue.engine.default_model import default_model_path
+from manxue.engine.embedder import Embedder
 from manxue.engine.engine import Engine, acquire_engine, release_engine
-from manxue.engine.handles import Delta, Failed, Finished, Handle
+from manxue.engine.handles import Failed, Finished, Handle, events_of
 from manxue.engine.options import EngineOptions
-from manxue.errors import ConfigError, UpstreamError, UpstreamTimeout
+from manxue.errors import ConfigError, InvalidParameters, UpstreamError, UpstreamTimeout
+from manxue.protocol.completions import Endpoint
+from manxue.providers import local_text
 from manxue.providers.base import BufferedStream, ChunkStream, Completion, KeepAliveHook
 from manxue.settings import DeploymentSettings
 
@@ -45,10 +48,23 @@ class LocalProvider:
                 raise ConfigError(f"{where}: {exc}") from None
         self.engine: Engine | None = engine
         self._engine = engine
+        self._embedder: Embedder | None = None
 
     # -- Provider protocol ------------------------------------------------------------------
 
-    async def complete(self, body: dict[str, Any]) -> Completion:
+    async def complete(self, body: dict[str, Any], endpoint: Endpoint = "chat") -> Completion:
+        if endpoint == "embeddings":
+            vectors = await local_text.embeddings(self._embedding_model(), body,
+                                                  self.settings.model)
+            return Completion(body=orjson.dumps(vectors), data=vectors)
+        if endpoint != "chat":
+            try:
+                async with asyncio.timeout(self.settings.timeouts.total):
+                    text = await local_text.whole_text(self._text(body, None))
+            except TimeoutError:
+                raise UpstreamTimeout(f"deployment {self.settings.name}: no whole answer "
+                                      f"within {self.settings.timeouts.total:g}s") from None
+            return Completion(body=orjson.dumps(text), data=text)
         gen = self._chunks(body, None)
         content: list[str] = []
         reasoning: list[str] = []
@@ -100,8 +116,12 @@ class LocalProvider:
         }
         return Completion(body=orjson.dumps(data), data=data)
 
-    async def stream(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None) -> ChunkStream:
-        gen = self._chunks(body, on_keepalive)
+    async def stream(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None,
+                     endpoint: Endpoint = "chat") -> ChunkStream:
+        if endpoint == "embeddings":
+            raise InvalidParameters("embeddings are not streamed", param="stream")
+        gen = self._chunks(body, on_keepalive) if endpoint == "chat" else \
+            self._text(body, on_keepalive)
         try:
             first = await anext(gen)
         except StopAsyncIteration:
@@ -119,6 +139,9 @@ class LocalProvider:
         return BufferedStream(first=orjson.dumps(first), rest=rest, closer=closer)
 
     async def close(self) -> None:
+        embedder, self._embedder = self._embedder, None
+        if embedder is not None:
+            await asyncio.to_thread(embedder.close)
         engine, self.engine = self.engine, None
         if engine is not None:
             await asyncio.to_thread(release_engine, engine)
@@ -142,6 +165,24 @@ class LocalProvider:
 
     # -- one generation, as chunk objects ---------------------------------------------------
 
+    def _text(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None
+              ) -> AsyncGenerator[dict[str, Any], None]:
+        engine = self.engine
+        if engine is None:
+            raise UpstreamError(f"deployment {self.settings.name}: closed", status=503)
+        return local_text.text_chunks(engine, body, self.settings.model,
+                                      lambda handle: self._first_events(handle, on_keepalive))
+
+    def _embedding_model(self) -> Embedder:
+        engine = self.engine
+        if engine is None:
+            raise UpstreamError(f"deployment {self.settings.name}: closed", status=503)
+        if self._embedder is None:
+            self._embedder = Embedder(engine.info.path, n_ctx=min(engine.ctx_limit, 2048),
+                                      n_threads=engine.options.n_threads or None,
+                                      metadata=engine.model.metadata)
+        return self._embedder
+
     async def _chunks(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None
                       ) -> AsyncGenerator[dict[str, Any], None]:
         engine = self.engine
@@ -155,24 +196,19 @@ class LocalProvider:
         try:
             events = await self._first_events(handle, on_keepalive)
             yield {**head, "choices": [_choice({"role": "assistant", "content": ""}, None)]}
-            while True:
-                for ev in events:
-                    if isinstance(ev, Delta):
-                        delta: dict[str, Any] = {}
-                        if ev.reasoning:
-                            delta["reasoning_content"] = ev.reasoning
-                        if ev.content:
-                            delta["content"] = ev.content
-                        lp = {"content": ev.logprobs or []} if want_logprobs else None
-                        if delta or ev.logprobs:
-                            yield {**head, "choices": [_choice(delta, lp)]}
-                    elif isinstance(ev, Finished):
-                        yield {**head, "choices": [_choice({}, None, ev.reason)]}
-                        yield {**head, "choices": [], "usage": ev.usage.to_dict()}
-                        return
-                    elif isinstance(ev, Failed):
-                        raise ev.error
-                events = await handle.next()
+            async for ev in events_of(handle, events):
+                if isinstance(ev, Finished):
+                    yield {**head, "choices": [_choice({}, None, ev.reason)]}
+                    yield {**head, "choices": [], "usage": ev.usage.to_dict()}
+                    return
+                delta: dict[str, Any] = {}
+                if ev.reasoning:
+                    delta["reasoning_content"] = ev.reasoning
+                if ev.content:
+                    delta["content"] = ev.content
+                lp = {"content": ev.logprobs or []} if want_logprobs else None
+                if delta or ev.logprobs:
+                    yield {**head, "choices": [_choice(delta, lp)]}
         finally:
             handle.cancel()
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import orjson
 
 from manxue.errors import UpstreamError, UpstreamTimeout
+from manxue.protocol.completions import Endpoint
 from manxue.providers.base import BufferedStream, ChunkStream, Completion, KeepAliveHook
 from manxue.providers.http1 import BrokenResponse, ConnectError, Http1Pool, Http1Response, TotalTimeout
 from manxue.settings import DeploymentSettings, Timeouts
@@ -36,6 +37,14 @@ class OpenAICompatProvider:
             self.path = base + "/chat/completions"
         else:
             self.path = base + "/v1/chat/completions"
+        v1 = self.path.removesuffix("/chat/completions")
+        root = v1.removesuffix("/v1")
+        # DeepSeek serves FIM at /beta/completions beside /v1 (vLLM and SGLang: /v1/completions
+        # with `suffix`, set `fim_path` for them)
+        self.paths: dict[Endpoint, str] = {
+            "chat": self.path, "completions": v1 + "/completions",
+            "embeddings": v1 + "/embeddings",
+            "fim": settings.fim_path or (root + "/beta/completions")}
         key = settings.resolved_api_key()
         self._key = key
         headers = {"Content-Type": "application/json", "Accept-Encoding": "identity",
@@ -55,23 +64,23 @@ class OpenAICompatProvider:
         base = self.settings.base_url
         return text.replace(base, "the upstream") if base else text
 
-    async def _post(self, body: dict[str, Any]) -> Http1Response:
+    async def _post(self, body: dict[str, Any], endpoint: Endpoint = "chat") -> Http1Response:
         """The response to `body` (status 200); the transport's errors pass through, for the
         caller to map with `_gateway_error`."""
         data = orjson.dumps(body)
-        head = self._pool.head("POST", self.path, self._headers, len(data))
+        head = self._pool.head("POST", self.paths[endpoint], self._headers, len(data))
         resp = await self._pool.request(head, data, self.settings.timeouts.total)
         if resp.status != 200:
             await self._raise_for_status(resp)
         return resp
 
-    async def complete(self, body: dict[str, Any]) -> Completion:
+    async def complete(self, body: dict[str, Any], endpoint: Endpoint = "chat") -> Completion:
         t = self.settings.timeouts
         name = self.settings.name
         resp: Http1Response | None = None
         try:
             async with asyncio.timeout(t.first_byte):
-                resp = await self._post(body)
+                resp = await self._post(body, endpoint)
                 head = await _first_nonblank(resp)
             data = head + await resp.read()
         except _TRANSPORT as exc:
@@ -87,13 +96,14 @@ class OpenAICompatProvider:
             raise UpstreamError(f"deployment {name}: answer is not a JSON object", status=502)
         return Completion(body=data.strip(), data=parsed)
 
-    async def stream(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None) -> ChunkStream:
+    async def stream(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None,
+                     endpoint: Endpoint = "chat") -> ChunkStream:
         t = self.settings.timeouts
         name = self.settings.name
         resp: Http1Response | None = None
         try:
             async with asyncio.timeout(t.first_byte):
-                resp = await self._post(body)
+                resp = await self._post(body, endpoint)
                 events = _sse_payloads(resp, name, t, on_keepalive)
                 first = await anext(events)
         except _TRANSPORT as exc:

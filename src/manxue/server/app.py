@@ -17,7 +17,10 @@ from manxue.server.routes import (
     admin_dashboard,
     admin_deployments,
     admin_keys,
+    balance,
     chat,
+    completions,
+    messages,
     ops,
     plan,
     verify,
@@ -64,6 +67,9 @@ def build_app(settings: Settings, state: AppState | None = None) -> web.Applicat
     admin_deployments.add_routes(app)
     admin_keys.add_routes(app)
     admin_dashboard.add_routes(app)
+    completions.add_routes(app)
+    messages.add_routes(app)
+    balance.add_routes(app)
     verify.add_routes(app)
     web_pages.add_routes(app)
     app.on_startup.append(_start_meter)

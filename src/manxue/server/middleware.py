@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from manxue.errors import BodyTooLarge, InvalidRequest, ManxueError, RouteNotFound
+from manxue.protocol import anthropic
 from manxue.server.state import state_of
 
 log = logging.getLogger("manxue.server")
@@ -25,12 +26,14 @@ _ids = itertools.count(1)
 _JSON = "application/json"
 
 
-def error_response(exc: ManxueError, request_id: str | None = None) -> web.Response:
+def error_response(exc: ManxueError, request_id: str | None = None,
+                   path: str = "") -> web.Response:
+    """The error as JSON: OpenAI's shape, or Anthropic's on the Messages routes."""
     headers = exc.headers()
     if request_id:
         headers["X-Request-Id"] = request_id
-    return web.Response(status=exc.status, body=exc.to_json(), content_type=_JSON,
-                        headers=headers)
+    body = anthropic.error_body(exc) if anthropic.is_anthropic_path(path) else exc.to_json()
+    return web.Response(status=exc.status, body=body, content_type=_JSON, headers=headers)
 
 
 def _from_http(exc: web.HTTPException, request: web.Request) -> ManxueError:
@@ -39,12 +42,26 @@ def _from_http(exc: web.HTTPException, request: web.Request) -> ManxueError:
         hint = f" (limit {limit} bytes)"
         return BodyTooLarge(f"request body is too large{hint}; send a smaller request")
     if isinstance(exc, web.HTTPNotFound):
-        return RouteNotFound(f"no route for {request.method} {request.path}; the API lives "
-                             "under /v1 (see /v1/models)")
+        return RouteNotFound(f"no route for {request.method} {request.path}; the API's routes: "
+                             + ", ".join(api_routes(request.app)))
     err = InvalidRequest(f"{exc.reason} for {request.method} {request.path}",
                          code=exc.reason.lower().replace(" ", "_"))
     err.status = exc.status
     return err
+
+
+def api_routes(app: web.Application) -> list[str]:
+    """`METHOD /path` of every public API route (not the admin API, pages or assets)."""
+    seen: list[str] = []
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if route.method in ("HEAD", "OPTIONS") or not path.startswith(("/v1/", "/anthropic/",
+                                                                         "/user/", "/beta/")):
+            continue
+        entry = f"{route.method} {path}"
+        if entry not in seen:
+            seen.append(entry)
+    return seen
 
 
 def client_request_id(request: web.Request) -> str | None:
@@ -74,11 +91,11 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
                 request[CLIENT_REQUEST_ID] = cid
             resp = await handler(request)
         except ManxueError as exc:
-            resp = error_response(exc, rid)
+            resp = error_response(exc, rid, request.path)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            resp = error_response(_from_http(exc, request), rid)
+            resp = error_response(_from_http(exc, request), rid, request.path)
         except asyncio.CancelledError:
             status = 499  # the client went away
             raise
@@ -86,7 +103,7 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
             log.exception("unexpected error in %s %s (request %s, client's id %s)", request.method,
                           request.path, rid, cid)
             resp = error_response(ManxueError(
-                f"internal error; the gateway logged it as request {rid}"), rid)
+                f"internal error; the gateway logged it as request {rid}"), rid, request.path)
         status = resp.status
         if not resp.prepared:
             resp.headers["X-Request-Id"] = rid

@@ -44,6 +44,9 @@ class Behavior:
     error_code: str | None = None
     error_param: str | None = None
     raw_answer: bytes | None = None  # sent as it is: the whole body, or a stream's one event
+    tool_calls: tuple[tuple[str, str], ...] = ()
+    """(name, JSON arguments) of function calls to answer with (finish_reason tool_calls);
+    streamed as DeepSeek does: the id and name first, then the arguments in two pieces."""
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Received:
     body: dict[str, Any]
     headers: dict[str, str]
     at: float
+    path: str = ""
 
 
 @dataclass
@@ -81,17 +85,24 @@ class DeepSeekEmulator:
         for prefix in ("/v1", ""):
             app.router.add_post(f"{prefix}/chat/completions", self._chat)
             app.router.add_get(f"{prefix}/models", self._models)
+            app.router.add_post(f"{prefix}/completions", self._text)  # as vLLM and OpenAI do
+            app.router.add_post(f"{prefix}/embeddings", self._embeddings)
+        app.router.add_post("/beta/completions", self._text)  # DeepSeek's FIM
         return app
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
             {"id": self.model, "object": "model", "owned_by": "deepseek"}]})
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    async def _begin(self, request: web.Request
+                     ) -> tuple[dict[str, Any], Behavior] | web.Response:
+        """The request read and recorded, and the behaviour to answer it with; or the error
+        answer (key refused, scripted error, raw answer) to send instead."""
         raw = await request.read()
         body = orjson.loads(raw)
         if self.record:
-            self.received.append(Received(body, dict(request.headers), time.monotonic()))
+            self.received.append(Received(body, dict(request.headers), time.monotonic(),
+                                          request.path))
         if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "Authentication Fails (no such user)", "invalid_request_error")
         b = self.script.popleft() if self.script else self.default
@@ -103,6 +114,13 @@ class DeepSeekEmulator:
             headers = {"Retry-After": f"{b.retry_after:g}"} if b.retry_after is not None else {}
             kind = b.error_type or ("rate_limit_error" if b.status == 429 else "server_error")
             return _error(b.status, b.error_message, kind, headers, b.error_code, b.error_param)
+        return body, b
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        begun = await self._begin(request)
+        if isinstance(begun, web.Response):
+            return begun
+        body, b = begun
         try:
             if body.get("stream"):
                 return await self._stream(request, body, b)
@@ -110,6 +128,61 @@ class DeepSeekEmulator:
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
+
+    async def _text(self, request: web.Request) -> web.StreamResponse:
+        """Text completions, and FIM with `suffix`: the answer is `content`, or the prompt's
+        words echoed ("after <prompt> before <suffix>" for FIM); tokens counted as words."""
+        begun = await self._begin(request)
+        if isinstance(begun, web.Response):
+            return begun
+        body, b = begun
+        prompt = str(body["prompt"]) if isinstance(body.get("prompt"), str) else ""
+        text = b.content if b.content is not None else (
+            f"after {prompt} before {body['suffix']}" if body.get("suffix") else f"You said: {prompt}")
+        words = len(prompt.split()) + len(str(body.get("suffix") or "").split())
+        usage = {"prompt_tokens": words, "completion_tokens": len(text.split()),
+                 "total_tokens": words + len(text.split()),
+                 "prompt_cache_hit_tokens": b.cache_hit_tokens,
+                 "prompt_cache_miss_tokens": words - b.cache_hit_tokens}
+        head = {"id": self._id().replace("chatcmpl", "cmpl"), "object": "text_completion",
+                "created": int(time.time()), "model": body.get("model", self.model)}
+        if not body.get("stream"):
+            whole = {**head, "choices": [
+                {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}]}
+            if b.usage:
+                whole["usage"] = usage
+            return web.json_response(whole)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for piece in _split(text, b.chunks):
+            await resp.write(b"data: " + orjson.dumps({**head, "choices": [
+                {"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]}) + b"\n\n")
+        await resp.write(b"data: " + orjson.dumps({**head, "choices": [
+            {"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]}) + b"\n\n")
+        if b.usage and (body.get("stream_options") or {}).get("include_usage"):
+            await resp.write(b"data: " + orjson.dumps({**head, "choices": [], "usage": usage})
+                             + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """Eight-dimensional vectors, a function of each input's text; tokens counted as words."""
+        begun = await self._begin(request)
+        if isinstance(begun, web.Response):
+            return begun
+        body, _b = begun
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        data = []
+        for i, text in enumerate(texts):
+            seed = sum(map(ord, str(text)))
+            data.append({"object": "embedding", "index": i,
+                         "embedding": [((seed * (k + 3)) % 97) / 97 for k in range(8)]})
+        tokens = sum(len(str(t).split()) for t in texts)
+        return web.json_response({"object": "list", "data": data,
+                                  "model": body.get("model", self.model),
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     # ---- answers ---------------------------------------------------------------------------
     @staticmethod
@@ -156,10 +229,15 @@ class DeepSeekEmulator:
             message["reasoning_content"] = b.reasoning
             reasoning_tokens = len(b.reasoning.split())
         n = _choices(body, b)
+        if b.tool_calls:
+            message["tool_calls"] = [{"id": f"call_{i}", "type": "function",
+                                      "function": {"name": name, "arguments": args}}
+                                     for i, (name, args) in enumerate(b.tool_calls)]
+        finish = "tool_calls" if b.tool_calls else "stop"
         out: dict[str, Any] = {
             "id": self._id(), "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", self.model),
-            "choices": [{"index": i, "message": message, "logprobs": None, "finish_reason": "stop"}
+            "choices": [{"index": i, "message": message, "logprobs": None, "finish_reason": finish}
                         for i in range(n)],
             "system_fingerprint": "fp_emulator",
         }
@@ -223,12 +301,18 @@ class DeepSeekEmulator:
             if b.chunk_delay:
                 await asyncio.sleep(b.chunk_delay)
             await resp.write(chunk({"content": piece}))
+        for i, (name, args) in enumerate(b.tool_calls):
+            half = len(args) // 2
+            await resp.write(chunk({"tool_calls": [{"index": i, "id": f"call_{i}", "type": "function",
+                                                    "function": {"name": name, "arguments": ""}}]}))
+            for piece in (args[:half], args[half:]):
+                await resp.write(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
         n = _choices(body, b)  # the other choices are not streamed, only counted
         reasoning_tokens = (len(b.reasoning.split()) if b.reasoning is not None else 0) * n
         completion = len(text.split()) * n + reasoning_tokens
         usage = self._usage(body, b, completion, reasoning_tokens) if b.usage else None
         opts = body.get("stream_options") or {}
-        await resp.write(chunk({}, "stop"))
+        await resp.write(chunk({}, "tool_calls" if b.tool_calls else "stop"))
         if usage is not None and opts.get("include_usage"):
             payload = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                        "choices": [], "usage": usage}

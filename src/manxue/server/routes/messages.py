@@ -1,0 +1,84 @@
+"""Anthropic's Messages API: POST /v1/messages and /v1/messages/count_tokens, also under the
+/anthropic base URL (as DeepSeek serves it), on the chat path (manxue.protocol.anthropic)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from manxue.accounting import tokencount
+from manxue.errors import InvalidRequest, PermissionDenied
+from manxue.protocol import anthropic
+from manxue.protocol.chat import check_depth, parse_chat_request
+from manxue.server.routes.chat import admit, authenticate, relay_stream
+from manxue.server.state import AppState, state_of
+
+_JSON = "application/json"
+
+
+def _json_body(body: bytes) -> Any:
+    if not body.strip():
+        raise InvalidRequest("request body is empty; send a JSON object with model, max_tokens "
+                             "and messages")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    check_depth(data)
+    return data
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    st = state_of(request)
+    key = authenticate(request, st)
+    body = await request.read()
+    data = _json_body(body)
+    chat_body = anthropic.to_chat(data)
+    req, raw = parse_chat_request(orjson.dumps(chat_body))
+    ctx = await admit(request, st, key, req, raw, len(body))
+    try:
+        if not req.stream:
+            answer = await st.chat.complete(req, raw, ctx)
+            out = anthropic.from_chat(orjson.loads(answer), req.model)
+            return web.Response(body=orjson.dumps(out), content_type=_JSON)
+        return await relay_stream(request, st, req, raw, ctx,
+                                  anthropic.MessagesStream(req.model).feed)
+    finally:
+        if not ctx.settled or ctx.holding is not None:
+            await st.chat.finish(ctx)
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    """The prompt's input tokens: exact from the engine's tokenizer and chat template where the
+    model is served by a local engine, else counted offline with the model family's tokenizer
+    (within a few tokens of the upstream's count: tokencount's template estimate)."""
+    st = state_of(request)
+    key = authenticate(request, st)
+    data = _json_body(await request.read())
+    if isinstance(data, dict):
+        data = {**data, "max_tokens": data.get("max_tokens", 1)}  # not part of this request
+    chat_body = anthropic.to_chat(data)
+    req, _raw = parse_chat_request(orjson.dumps(chat_body))
+    st.router.check(req.model, False)  # unknown model: 404
+    if st.meter is not None and not st.meter.allowed_models(key, [req.model]):
+        raise PermissionDenied(f"this API key may not use model '{req.model}'",
+                               code="model_not_allowed")
+    return web.Response(body=orjson.dumps({"input_tokens": _count(st, req.model, chat_body)}),
+                        content_type=_JSON)
+
+
+def _count(st: AppState, model: str, chat_body: dict[str, Any]) -> int:
+    for dep in st.router.deployments:
+        engine = getattr(dep.provider, "engine", None)
+        if dep.settings.model == model and dep.settings.is_local and engine is not None:
+            return len(engine.tokenize_prompt(engine.render(chat_body["messages"])))
+    family = tokencount.family_for_model(model)
+    return tokencount.count_prompt(chat_body["messages"], family)
+
+
+def add_routes(app: web.Application) -> None:
+    for prefix in ("/v1", anthropic.ANTHROPIC_PREFIX + "/v1"):
+        app.router.add_post(f"{prefix}/messages", messages)
+        app.router.add_post(f"{prefix}/messages/count_tokens", count_tokens)
