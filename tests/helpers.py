@@ -128,3 +128,21 @@ def require_redis(url: str = REDIS_URL) -> str:
     finally:
         client.close()
     return url
+
+
+class UsageRecorder:
+    """A UsageSink that keeps every Outcome a gateway settles (attach with `on`)."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[Any] = []
+
+    def record(self, outcome: Any) -> None:
+        self.outcomes.append(outcome)
+
+    @classmethod
+    def on(cls, gw: Gateway) -> UsageRecorder:
+        from manxue.server.state import STATE_KEY
+
+        rec = cls()
+        gw.app[STATE_KEY].chat.sinks.append(rec)
+        return rec

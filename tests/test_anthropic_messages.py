@@ -12,9 +12,8 @@ import httpx
 import pytest
 
 from manxue.engine.default_model import default_model_path
-from manxue.protocol.types import Outcome
-from manxue.server.state import STATE_KEY
 from manxue.testing.deepseek_emulator import Behavior
+from tests.helpers import UsageRecorder
 
 SYSTEM = "You are a helpful assistant."
 SMALL = {"n_ctx": 1024, "n_parallel": 1, "max_queue": 0, "n_threads": 1}
@@ -22,13 +21,6 @@ WEATHER = {"name": "get_weather", "description": "Weather in a city",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
                             "required": ["city"]}}
 
-
-class Recorder:
-    def __init__(self) -> None:
-        self.outcomes: list[Outcome] = []
-
-    def record(self, outcome: Outcome) -> None:
-        self.outcomes.append(outcome)
 
 
 def _client(url: str, **kw: object) -> anthropic.Anthropic:
@@ -172,8 +164,7 @@ def test_a_stream_broken_midway_ends_with_an_error_event(client, upstream):
 
 
 def test_the_same_answer_bills_the_same_through_chat_and_messages(gateway, upstream):
-    rec = Recorder()
-    gateway.app[STATE_KEY].chat.sinks.append(rec)
+    rec = UsageRecorder.on(gateway)
     b = Behavior(content="same answer here", cache_hit_tokens=2)
     upstream.emu.push(b, b, b)
     msgs = [{"role": "user", "content": "same question"}]

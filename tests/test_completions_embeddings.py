@@ -12,25 +12,16 @@ import openai
 import pytest
 
 from manxue.engine.default_model import default_model_path
-from manxue.protocol.types import Outcome
-from manxue.server.state import STATE_KEY
+from tests.helpers import UsageRecorder
 
 SMALL = {"n_ctx": 1024, "n_parallel": 2, "max_queue": 0, "n_threads": 1}
 
-
-class Recorder:
-    def __init__(self) -> None:
-        self.outcomes: list[Outcome] = []
-
-    def record(self, outcome: Outcome) -> None:
-        self.outcomes.append(outcome)
 
 
 # -- relayed to an upstream ---------------------------------------------------------------------
 
 def test_completions_whole_and_streamed_are_relayed_and_settled_alike(gateway, upstream):
-    rec = Recorder()
-    gateway.app[STATE_KEY].chat.sinks.append(rec)
+    rec = UsageRecorder.on(gateway)
     c = gateway.client()
     whole = c.completions.create(model="deepseek-chat", prompt="once upon a time", max_tokens=20)
     assert whole.object == "text_completion"
@@ -60,8 +51,7 @@ def test_fim_goes_to_deepseeks_beta_path_with_its_suffix(gateway, upstream):
 
 
 def test_embeddings_are_relayed_and_billed_as_input_tokens(gateway, upstream):
-    rec = Recorder()
-    gateway.app[STATE_KEY].chat.sinks.append(rec)
+    rec = UsageRecorder.on(gateway)
     out = gateway.client().embeddings.create(model="deepseek-chat",
                                              input=["one two three", "four five"])
     assert [d.index for d in out.data] == [0, 1] and len(out.data[0].embedding) == 8
@@ -165,3 +155,17 @@ def test_local_embeddings_mean_pooled_normalised_and_metered(local):
     assert max(abs(x - y) for x, y in zip(floats.data[0].embedding, vecs[0], strict=True)) < 1e-5
     with pytest.raises(openai.UnprocessableEntityError, match="dimensions"):
         local.embeddings.create(model="smollm2", input="x", dimensions=64)
+
+
+def test_local_engine_answers_the_responses_api(local):
+    kw = {"model": "smollm2", "instructions": "You are a helpful assistant.",
+          "input": "What is the capital of France?", "max_output_tokens": 12, "temperature": 0}
+    whole = local.responses.create(**kw)  # type: ignore[call-overload]
+    assert "Paris" in whole.output_text and whole.usage is not None
+    with local.responses.stream(**kw) as stream:  # type: ignore[call-overload]
+        final = stream.get_final_response()
+    assert final.output_text == whole.output_text
+    assert final.usage is not None and final.usage.output_tokens == whole.usage.output_tokens
+    more = local.responses.create(model="smollm2", previous_response_id=whole.id,
+                                  input="And of Italy?", max_output_tokens=12, temperature=0)
+    assert more.status in ("completed", "incomplete") and more.output_text

@@ -148,7 +148,8 @@ def test_not_found_is_one_404_with_specific_codes() -> None:
                 errors.KeyNotFound: "key_not_found", errors.TenantNotFound: "tenant_not_found",
                 errors.ActionNotFound: "not_found", errors.AssetNotFound: "not_found",
                 errors.RequestNotFound: "request_not_found",
-                errors.JobNotFound: "verify_job_not_found"}
+                errors.JobNotFound: "verify_job_not_found",
+                errors.ResponseNotFound: "response_not_found"}
     subclasses = {c for c in _exception_classes().values() if issubclass(c, errors.NotFound)}
     assert subclasses == set(expected)
     for cls, code in expected.items():

@@ -15,7 +15,8 @@ the ones not in this module name theirs.
     │       ├── ActionNotFound           not_found               (admin: POST .../{action})
     │       ├── AssetNotFound            not_found               (a web page's static file)
     │       ├── RequestNotFound          request_not_found       (a finished request's row)
-    │       └── JobNotFound              verify_job_not_found    (a verify job)
+    │       ├── JobNotFound              verify_job_not_found    (a verify job)
+    │       └── ResponseNotFound         response_not_found      (a stored Responses answer)
     ├── InvalidParameters            422 invalid_request_error   (wrong type or value)
     │   ├── PriceListNotFound            price_list_not_found    (manxue.pricing.errors)
     │   └── PriceNotFound                price_not_found         (manxue.pricing.errors)
@@ -156,6 +157,12 @@ class JobNotFound(NotFound):
     """A verify job: unknown, dropped from memory, or someone else's."""
 
     code = "verify_job_not_found"
+
+
+class ResponseNotFound(NotFound):
+    """A stored answer of the Responses API: unknown, expired, not stored, or another key's."""
+
+    code = "response_not_found"
 
 
 class InvalidParameters(ManxueError):

@@ -169,8 +169,15 @@ class VerifySettings(_Strict):
     max_running_per_tenant: int = Field(1, ge=1, description="audits running at once per tenant")
 
 
+class ResponsesSettings(_Strict):
+    retention_hours: float = Field(
+        720.0, gt=0, description="how long answers of the Responses API are kept for "
+        "previous_response_id (requests with store: false are never kept)")
+
+
 class Settings(_Strict):
     server: ServerSettings = ServerSettings()
+    responses: ResponsesSettings = ResponsesSettings()
     verify: VerifySettings = VerifySettings()
     router: RouterSettings = RouterSettings()
     deployments: list[DeploymentSettings] = []

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from aiohttp import web
 
+from manxue.accounting.stored_responses import MemoryResponseStore, SqlResponseStore
 from manxue.gateway.deployment import Deployment
 from manxue.gateway.router import Router
 from manxue.gateway.service import ChatService
@@ -23,6 +25,7 @@ from manxue.server.routes import (
     messages,
     ops,
     plan,
+    responses,
     verify,
 )
 from manxue.server.routes import web as web_pages
@@ -48,6 +51,9 @@ def build_state(settings: Settings) -> AppState:
         state.meter = build_meter(settings)
         state.meter.metrics = metrics
         state.chat.sinks.append(state.meter)
+    retention = timedelta(hours=settings.responses.retention_hours)
+    state.responses = SqlResponseStore(state.meter.store.engine, retention) \
+        if state.meter is not None else MemoryResponseStore(retention)
     return state
 
 
@@ -69,6 +75,7 @@ def build_app(settings: Settings, state: AppState | None = None) -> web.Applicat
     admin_dashboard.add_routes(app)
     completions.add_routes(app)
     messages.add_routes(app)
+    responses.add_routes(app)
     balance.add_routes(app)
     verify.add_routes(app)
     web_pages.add_routes(app)

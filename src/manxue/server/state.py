@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from manxue.accounting.meter import Meter
+from manxue.accounting.stored_responses import ResponseStore
 from manxue.gateway.router import Router
 from manxue.gateway.service import ChatService
 from manxue.metrics import Metrics
@@ -25,6 +26,7 @@ class AppState:
     meter: Meter | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     proxies: ProxyRule = field(default_factory=ProxyRule)
+    responses: ResponseStore | None = None  # the Responses API's stored answers
 
 
 STATE_KEY = web.AppKey("manxue_state", AppState)

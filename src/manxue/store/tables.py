@@ -93,3 +93,13 @@ ledger = Table(
     # balance or a budget is never overdrawn): cost_nano + unbilled_nano is the list price
     Column("unbilled_nano", BigInteger, nullable=False, default=0, server_default="0"),
 )
+
+responses = Table(
+    "responses", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(40), index=True),  # NULL: stored by a gateway without keys
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("model", String(200), nullable=False),
+    Column("body", Text, nullable=False),  # JSON: {"messages": chat history, "response": {...}}
+)
