@@ -67,6 +67,7 @@ def build_app(settings: Settings, state: AppState | None = None) -> web.Applicat
         app.router.add_get(f"{prefix}/models", ops.models)
         app.router.add_get(f"{prefix}/models/{{model}}", ops.model)
     app.router.add_get("/v1/plan", plan.plan_handler)  # /plan is the planner page
+    app.router.add_get("/openapi.json", ops.openapi)
     app.router.add_get("/health", ops.health)
     app.router.add_get("/ready", ops.ready)
     app.router.add_get("/metrics", ops.metrics)

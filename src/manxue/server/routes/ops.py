@@ -14,7 +14,13 @@ from aiohttp import web
 from manxue.accounting.keys import KeyRecord
 from manxue.errors import ModelNotFound, PermissionDenied
 from manxue.server.client_address import is_loopback_host
+from manxue.server.openapi import document as openapi_document
 from manxue.server.state import client_of, state_of
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The public API's OpenAPI document."""
+    return web.Response(body=orjson.dumps(openapi_document()), content_type="application/json")
 
 
 async def health(request: web.Request) -> web.Response:
