@@ -47,10 +47,13 @@ def pinned(cpu: int, cmd: list[str]) -> list[str]:
 
 
 def wrk(url: str, conc: int, seconds: float, stream: bool, tmp: Path,
-        headers: dict[str, str] | None = None) -> Result:
-    """Run wrk (pinned to CPU 1) POSTing a chat request; parse RPS, p50, p99 and errors."""
-    script = tmp / f"post_{int(stream)}_{len(headers or {})}.lua"
-    body = BODY % (',"stream":true' if stream else "")
+        headers: dict[str, str] | None = None, path: str = "/v1/chat/completions",
+        body: str = BODY) -> Result:
+    """Run wrk (pinned to CPU 1) POSTing a request (a chat one unless `path` and `body`, a
+    template with one %s for the stream flag, say otherwise); parse RPS, p50, p99, errors."""
+    name = path.strip("/").replace("/", "_")
+    script = tmp / f"post_{name}_{int(stream)}_{len(headers or {})}.lua"
+    body = body % (',"stream":true' if stream else "")
     extra = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
     script.write_text(
         'wrk.method = "POST"\n'
@@ -61,7 +64,7 @@ def wrk(url: str, conc: int, seconds: float, stream: bool, tmp: Path,
         '  io.write(string.format("P50 %d\\nP99 %d\\n", latency:percentile(50), latency:percentile(99)))\n'
         "end\n")
     cmd = pinned(1, ["wrk", "-t1", f"-c{conc}", f"-d{max(1, round(seconds))}s", "-s", str(script),
-                     url + "/v1/chat/completions"])
+                     url + path])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = int(re.search(r"P50 (\d+)", out).group(1)) / 1000  # type: ignore[union-attr]

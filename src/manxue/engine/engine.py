@@ -24,6 +24,7 @@ import llama_cpp
 import numpy as np
 
 from manxue.engine.chat_template import ChatTemplate
+from manxue.engine.grammar import check_grammar
 from manxue.engine.handles import Failed, Finished, GenerationRequest, Handle
 from manxue.engine.llama_context import DecodeContext
 from manxue.engine.model_file import ModelFile, ModelInfo
@@ -42,7 +43,8 @@ from manxue.engine.scoring import (
     scored,
     token_ids,
 )
-from manxue.errors import InvalidParameters, InvalidRequest, UpstreamError
+from manxue.engine.tools import structured
+from manxue.errors import InvalidRequest, UpstreamError
 
 log = logging.getLogger("manxue.engine")
 
@@ -110,14 +112,11 @@ class Engine:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise InvalidRequest("'messages' must be a non-empty list", param="messages")
-        if body.get("tools") and body.get("tool_choice") != "none":
-            raise InvalidParameters("the local engine does not call tools", param="tools")
-        fmt = body.get("response_format")
-        if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
-            raise InvalidParameters("the local engine answers in plain text only",
-                                    param="response_format")
+        form = structured(body, messages)
+        if form.grammar is not None:
+            check_grammar(self.model.vocab, form.grammar, self.model.n_vocab)
         params = SamplingParams.from_body(body, self.model.n_vocab)
-        text = self.render(messages)
+        text = self.render(form.messages)
         tokens = self._guarded(lambda: self.tokenize_prompt(text))
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="messages")
@@ -132,6 +131,7 @@ class Engine:
             prompt=np.array(tokens, dtype=np.int32), params=params, max_new_tokens=max_new,
             reasoning=self.options.reasoning == "auto",
             starts_in_reasoning=text.rstrip().endswith(OPEN_TAG),
+            grammar=form.grammar, tool_mode=form.tool_mode, tool_names=form.tool_names,
         )
 
     def _guarded(self, tokenize: Callable[[], list[int]]) -> list[int]:

@@ -32,6 +32,11 @@ class GenerationRequest:
     """Already capped so that prompt + answer fit the sequence's context."""
     reasoning: bool = True
     starts_in_reasoning: bool = False
+    grammar: str | None = None
+    """GBNF the answer must follow (llama.cpp's grammar sampler; engine/grammar.py)."""
+    tool_mode: str | None = None
+    """"forced" or "auto": the answer may be a tool call (engine/tools.py); None: text."""
+    tool_names: tuple[str, ...] = ()
     score: ScoreState | None = None
     """Set for a scoring request (scoring.py): `prompt` is context + continuation[:-1], read
     with logits for the continuation's positions; nothing is generated."""

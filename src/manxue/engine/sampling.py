@@ -15,12 +15,15 @@ penalties), as vLLM reports them by default.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from manxue.errors import InvalidParameters
+
+if TYPE_CHECKING:
+    from manxue.engine.grammar import GrammarSampler
 
 MAX_STOP_STRINGS = 16
 MAX_TOP_LOGPROBS = 20
@@ -154,6 +157,8 @@ class SequenceSampler:
     """One sequence's sampling state: parameters, its random stream and token counts."""
 
     params: SamplingParams
+    grammar: GrammarSampler | None = None
+    """Constrains which tokens may come next (structured output, forced tool calls)."""
     rng: np.random.Generator = field(init=False)
     counts: dict[int, int] = field(default_factory=dict)
     _bias_ids: npt.NDArray[np.intp] = field(init=False)
@@ -168,9 +173,15 @@ class SequenceSampler:
     def observe(self, token: int) -> None:
         if self.params.penalized:
             self.counts[token] = self.counts.get(token, 0) + 1
+        if self.grammar is not None:
+            self.grammar.accept(token)
+
+    @property
+    def adjusts(self) -> bool:
+        return self.params.penalized or bool(self._bias_ids.size) or self.grammar is not None
 
     def adjust(self, row: npt.NDArray[np.float32]) -> None:
-        """Penalties and logit_bias, in place."""
+        """Penalties, logit_bias and the grammar's mask, in place."""
         p = self.params
         if p.penalized and self.counts:
             ids = np.fromiter(self.counts.keys(), dtype=np.intp, count=len(self.counts))
@@ -178,6 +189,8 @@ class SequenceSampler:
             row[ids] -= cnt * np.float32(p.frequency_penalty) + np.float32(p.presence_penalty)
         if self._bias_ids.size:
             row[self._bias_ids] += self._bias_vals
+        if self.grammar is not None:
+            self.grammar.mask(row)
 
 
 def sample_batch(logits: npt.NDArray[np.float32], samplers: list[SequenceSampler]
@@ -194,7 +207,7 @@ def sample_batch(logits: npt.NDArray[np.float32], samplers: list[SequenceSampler
         m = raw.max(axis=1, keepdims=True)
         lse = (np.log(np.exp(raw - m).sum(axis=1, keepdims=True)) + m)[:, 0]
     for i, s in enumerate(samplers):
-        if s.params.penalized or s._bias_ids.size:
+        if s.adjusts:
             s.adjust(logits[i])
     greedy = [i for i, s in enumerate(samplers) if s.params.greedy]
     if greedy:

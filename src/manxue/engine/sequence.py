@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from manxue.engine.grammar import GrammarSampler
 from manxue.engine.handles import Delta, GenerationRequest, Handle
 from manxue.engine.model_file import ModelFile
 from manxue.engine.reasoning import ReasoningSplitter
@@ -64,6 +65,8 @@ class Sequence:
         req = self.handle.request
         self.target = req.prompt
         self.sampler = SequenceSampler(req.params)
+        if req.grammar is not None:
+            self.sampler.grammar = GrammarSampler(self.model.vocab, req.grammar, self.model.n_vocab)
         self.stop = StopFilter(req.params.stop)
         self.splitter = ReasoningSplitter(enabled=req.reasoning, start_inside=req.starts_in_reasoning)
         if req.score is not None:

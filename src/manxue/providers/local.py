@@ -28,6 +28,7 @@ from manxue.errors import ConfigError, InvalidParameters, UpstreamError, Upstrea
 from manxue.protocol.completions import Endpoint
 from manxue.providers import local_text
 from manxue.providers.base import BufferedStream, ChunkStream, Completion, KeepAliveHook
+from manxue.providers.local_tools import ToolCallBuffer
 from manxue.settings import DeploymentSettings
 
 _KEEPALIVE_EVERY = 5.0
@@ -68,6 +69,7 @@ class LocalProvider:
         gen = self._chunks(body, None)
         content: list[str] = []
         reasoning: list[str] = []
+        tool_calls: list[dict[str, Any]] = []
         logprobs: list[dict[str, Any]] | None = None
         finish: str | None = None
         usage: dict[str, Any] | None = None
@@ -85,6 +87,8 @@ class LocalProvider:
                             content.append(delta["content"])
                         if delta.get("reasoning_content"):
                             reasoning.append(delta["reasoning_content"])
+                        if delta.get("tool_calls"):
+                            tool_calls.extend(delta["tool_calls"])
                         if choice.get("logprobs") is not None:
                             if logprobs is None:
                                 logprobs = []
@@ -97,6 +101,10 @@ class LocalProvider:
         finally:
             await gen.aclose()
         message: dict[str, Any] = {"role": "assistant", "content": "".join(content)}
+        if tool_calls:
+            message["content"] = message["content"] or None
+            message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"}
+                                     for c in tool_calls]
         if reasoning:
             message["reasoning_content"] = "".join(reasoning)
         if body.get("logprobs") and logprobs is None:
@@ -193,21 +201,27 @@ class LocalProvider:
         head = {"id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": self.settings.model}
         want_logprobs = request.params.logprobs
+        calls = ToolCallBuffer(request.tool_mode, request.tool_names)
         try:
             events = await self._first_events(handle, on_keepalive)
             yield {**head, "choices": [_choice({"role": "assistant", "content": ""}, None)]}
             async for ev in events_of(handle, events):
                 if isinstance(ev, Finished):
-                    yield {**head, "choices": [_choice({}, None, ev.reason)]}
+                    delta, lps, reason = calls.finish(ev.reason)
+                    if delta:
+                        yield {**head, "choices": [_choice(
+                            delta, {"content": lps} if want_logprobs else None)]}
+                    yield {**head, "choices": [_choice({}, None, reason)]}
                     yield {**head, "choices": [], "usage": ev.usage.to_dict()}
                     return
-                delta: dict[str, Any] = {}
+                delta = {}
                 if ev.reasoning:
                     delta["reasoning_content"] = ev.reasoning
-                if ev.content:
-                    delta["content"] = ev.content
-                lp = {"content": ev.logprobs or []} if want_logprobs else None
-                if delta or ev.logprobs:
+                content, lps = calls.feed(ev.content, ev.logprobs or [])
+                if content:
+                    delta["content"] = content
+                lp = {"content": lps} if want_logprobs else None
+                if delta or (lps and want_logprobs):
                     yield {**head, "choices": [_choice(delta, lp)]}
         finally:
             handle.cancel()

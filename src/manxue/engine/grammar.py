@@ -1,0 +1,148 @@
+"""Grammar-constrained sampling with llama.cpp's own grammar sampler, and JSON Schema → GBNF.
+
+    gbnf = schema_grammar(schema)                # InvalidParameters naming an unsupported keyword
+    g = GrammarSampler(vocab, gbnf)              # one per sequence (ValueError: invalid grammar)
+    g.mask(row)                                  # logits of tokens the grammar forbids -> -inf
+    g.accept(token)                              # advance the grammar past the sampled token
+
+The mask runs llama.cpp's C++ grammar over the whole vocabulary (a llama_token_data array laid
+over a numpy buffer, no per-token Python); sampling then proceeds as usual on the masked row,
+so temperature, top_p and seeds keep their meaning. End-of-generation tokens are allowed only
+once the grammar is complete, so a constrained answer always parses.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import threading
+from typing import Any
+
+import llama_cpp
+import numpy as np
+import numpy.typing as npt
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+from manxue.errors import InvalidParameters
+
+_TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+assert _TOKEN_DATA.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
+
+SUPPORTED_KEYWORDS = frozenset({
+    "type", "properties", "required", "additionalProperties", "items", "prefixItems",
+    "minItems", "maxItems", "enum", "const", "anyOf", "$ref", "$defs", "definitions",
+    "description", "title", "default", "examples", "format", "pattern", "minLength",
+    "maxLength", "$schema", "$id", "$comment", "strict",
+})
+"""What the JSON Schema → GBNF conversion honours; any other keyword is refused by name rather
+than silently ignored (which would let outputs through that do not validate): numeric bounds
+(`minimum`...), `oneOf` (exactly one) and `allOf` are not honoured by the grammar."""
+_BY_TYPE = {"string": ("minLength", "maxLength", "pattern", "format"),
+            "array": ("items", "prefixItems", "minItems", "maxItems"),
+            "object": ("properties", "required", "additionalProperties")}
+
+
+def json_grammar() -> str:
+    """Any JSON object (response_format json_object)."""
+    return JSON_GBNF
+
+
+def check_schema(schema: Any, where: str = "schema") -> None:
+    if isinstance(schema, bool):
+        return
+    if not isinstance(schema, dict):
+        raise InvalidParameters(f"{where} must be a JSON Schema object", param="response_format")
+    for key, value in schema.items():
+        if key not in SUPPORTED_KEYWORDS:
+            raise InvalidParameters(
+                f"JSON Schema keyword {key!r} (at {where}) is not supported by the local "
+                f"engine's constrained sampling; supported: {', '.join(sorted(SUPPORTED_KEYWORDS))}",
+                param="response_format", code="unsupported_schema_keyword")
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            for name, sub in value.items():
+                check_schema(sub, f"{where}.{key}.{name}")
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            check_schema(value, f"{where}.{key}")
+        elif key in ("anyOf", "prefixItems") and isinstance(value, list):
+            for i, sub in enumerate(value):
+                check_schema(sub, f"{where}.{key}[{i}]")
+
+
+def _normalized(schema: Any) -> Any:
+    """The schema with every `type: [a, b]` spelled as an anyOf of one branch per type, each
+    with its own keywords (the converter drops a union's string lengths otherwise)."""
+    if isinstance(schema, list):
+        return [_normalized(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: (_normalized(v) if k not in ("enum", "const", "default", "examples") else v)
+           for k, v in schema.items()}
+    if key_props := out.get("properties"):
+        out["properties"] = {n: _normalized(v) for n, v in key_props.items()}
+    types = out.get("type")
+    if isinstance(types, list):
+        kept = {k: v for k, v in out.items() if k not in ("type", *sum(_BY_TYPE.values(), ()))}
+        kept["anyOf"] = [{"type": t, **{k: out[k] for k in _BY_TYPE.get(t, ()) if k in out}}
+                         for t in types]
+        return kept
+    return out
+
+
+def schema_grammar(schema: Any) -> str:
+    """GBNF for a JSON Schema (InvalidParameters naming what cannot be honoured)."""
+    check_schema(schema)
+    if schema is True or schema == {}:
+        return JSON_GBNF
+    try:
+        return str(json_schema_to_gbnf(json.dumps(_normalized(schema))))
+    except (ValueError, KeyError, TypeError, NotImplementedError, RecursionError) as exc:
+        raise InvalidParameters(f"the JSON Schema cannot be turned into a grammar: {exc}",
+                                param="response_format", code="unsupported_schema") from None
+
+
+class GrammarSampler:
+    """One sequence's grammar state (llama.cpp's grammar sampler over the model's vocabulary)."""
+
+    _lock = threading.Lock()  # parsing a grammar logs through llama.cpp's global logger
+
+    def __init__(self, vocab: Any, gbnf: str, n_vocab: int) -> None:
+        with self._lock:
+            ptr = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
+        if not ptr:
+            raise ValueError("llama.cpp could not parse the grammar")
+        self._ptr: Any = ptr
+        self._data = np.zeros(n_vocab, dtype=_TOKEN_DATA)
+        self._data["id"] = np.arange(n_vocab, dtype=np.int32)
+        self._array = llama_cpp.llama_token_data_array(
+            data=self._data.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data)),
+            size=n_vocab, selected=-1, sorted=False)
+
+    def mask(self, row: npt.NDArray[np.float32]) -> None:
+        """Set the logits of every token the grammar does not allow next to -inf, in place."""
+        data = self._data
+        data["logit"] = row
+        self._array.size = row.size
+        self._array.selected = -1
+        self._array.sorted = False
+        llama_cpp.llama_sampler_apply(self._ptr, ctypes.byref(self._array))
+        row[:] = data["logit"]
+
+    def accept(self, token: int) -> None:
+        llama_cpp.llama_sampler_accept(self._ptr, token)
+
+    def close(self) -> None:
+        ptr, self._ptr = self._ptr, None
+        if ptr:
+            llama_cpp.llama_sampler_free(ptr)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def check_grammar(vocab: Any, gbnf: str, n_vocab: int) -> None:
+    """InvalidParameters when llama.cpp cannot parse `gbnf` (checked before queueing)."""
+    try:
+        GrammarSampler(vocab, gbnf, n_vocab).close()
+    except ValueError:
+        raise InvalidParameters("the grammar derived from the request could not be parsed",
+                                param="response_format", code="invalid_grammar") from None
