@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from manxue.engine.chat_template import GENERIC_CHATML, ChatTemplate
+from manxue.engine.chat_template import GENERIC_CHATML, ChatTemplate, detect
 from manxue.engine.model_file import cpu_has_amx, use_repack
 from manxue.engine.options import EngineOptions
 from manxue.engine.prefix_cache import PrefixCache, common_prefix
@@ -124,8 +124,9 @@ def test_reasoning_split() -> None:
 
 def test_chat_templates() -> None:
     msgs = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
-    generic = ChatTemplate.resolve("auto", None)
-    assert generic.kind == "generic" and generic.source == GENERIC_CHATML
+    generic = ChatTemplate.resolve("chatml", None)
+    assert generic.kind == "chatml" and generic.source == GENERIC_CHATML
+    assert ChatTemplate.resolve("auto", None, detected="chatml").source == GENERIC_CHATML
     assert generic.render(msgs) == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     assert ChatTemplate.resolve("llama3", None, bos_token="<s>").render(msgs).startswith(
         "<s><|start_header_id|>user")
@@ -134,6 +135,26 @@ def test_chat_templates() -> None:
         ChatTemplate.resolve("no-such-template", None)
     with pytest.raises(InvalidParameters):
         generic.render([{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}])
+    unknown = ChatTemplate.resolve("auto", None)  # no template, nothing identified
+    assert unknown.kind == "none"
+    with pytest.raises(InvalidParameters, match="chat_template") as no:
+        unknown.render(msgs)
+    assert no.value.code == "no_chat_template"
+
+
+def test_a_template_is_detected_from_the_architecture_and_vocabulary() -> None:
+    vocab = {"<|im_start|>", "<|eot_id|>", "<|start_header_id|>", "<｜end▁of▁sentence｜>"}
+
+    def has(*tokens: str):
+        return lambda text: text in tokens
+
+    assert detect("gemma3", {}, has()) == "gemma"
+    assert detect("llama", {}, has("<|eot_id|>", "<|start_header_id|>")) == "llama3"
+    assert detect("llama", {}, has(*vocab - {"<|start_header_id|>"})) == "deepseek"
+    assert detect("qwen2", {}, has()) == "chatml"
+    assert detect("llama", {}, has("<|im_start|>")) == "chatml"
+    assert detect("deepseek2", {}, has()) == "deepseek"
+    assert detect("mamba", {}, has()) is None
 
 
 def test_options() -> None:

@@ -1,12 +1,13 @@
 """Render chat messages into a prompt with a Jinja chat template, as Hugging Face does.
 
 The template comes from the GGUF metadata key `tokenizer.chat_template` when the file has one.
-A file without one gets GENERIC_CHATML:
-
-    <|im_start|>{role}\\n{content}<|im_end|>\\n   (one block per message)
-    <|im_start|>assistant\\n                      (when a reply is wanted)
+A file without one gets the named template its architecture or vocabulary identifies
+(`detect`: gemma, llama3, deepseek, chatml for Qwen and files whose vocabulary has ChatML's
+markers); a file that identifies none has no chat template at all: chat requests are refused
+with a 422 saying how to pass `chat_template`, while text completions and embeddings still work.
 
 A deployment can also name a template (NAMED_TEMPLATES), give Jinja source, or a file path.
+Each named template's end-of-turn marker (END_OF_TURN) always ends generation.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ _GEMMA = (
     "{%- if add_generation_prompt -%}{{- '<start_of_turn>model\\n' -}}{%- endif -%}"
 )
 
+_NO_TEMPLATE = "{{- raise_exception('no chat template') -}}"
+
 NAMED_TEMPLATES: dict[str, str] = {
     "generic": GENERIC_CHATML,
     "chatml": GENERIC_CHATML,
@@ -73,6 +76,28 @@ NAMED_TEMPLATES: dict[str, str] = {
     "deepseek": _DEEPSEEK,
     "gemma": _GEMMA,
 }
+
+
+END_OF_TURN: dict[str, str] = {
+    "generic": "<|im_end|>", "chatml": "<|im_end|>", "llama3": "<|eot_id|>",
+    "deepseek": "<｜end▁of▁sentence｜>", "gemma": "<end_of_turn>",
+}
+"""The marker that closes an assistant turn in each named template."""
+
+
+def detect(architecture: str, metadata: Mapping[str, str], has_token: Any) -> str | None:
+    """The named template a GGUF without one needs, from its architecture and vocabulary
+    (`has_token(text)`: whether the text is one token of the vocabulary); None: unknown."""
+    arch = architecture.lower()
+    if arch.startswith("gemma"):
+        return "gemma"
+    if arch.startswith("deepseek") or has_token("<｜end▁of▁sentence｜>"):
+        return "deepseek"
+    if has_token("<|eot_id|>") and has_token("<|start_header_id|>"):
+        return "llama3"
+    if arch.startswith("qwen") or has_token("<|im_start|>"):
+        return "chatml"
+    return None
 
 
 def _raise(message: str) -> NoReturn:
@@ -112,8 +137,9 @@ class ChatTemplate:
 
     @classmethod
     def resolve(cls, choice: str, gguf_template: str | None, *, bos_token: str = "",
-                eos_token: str = "") -> ChatTemplate:
-        """`choice`: "auto"/"gguf" (the file's own, else generic), a name, Jinja source, a path."""
+                eos_token: str = "", detected: str | None = None) -> ChatTemplate:
+        """`choice`: "auto"/"gguf" (the file's own, else the `detected` name, else none), a
+        name, Jinja source, a path."""
         tokens = {"bos_token": bos_token, "eos_token": eos_token}
         key = choice.strip()
         if key in ("", "auto", "gguf"):
@@ -121,7 +147,9 @@ class ChatTemplate:
                 return cls(gguf_template, "gguf", **tokens)
             if key == "gguf":
                 raise ConfigError("chat_template 'gguf': the model file has no chat template")
-            return cls(GENERIC_CHATML, "generic", **tokens)
+            if detected is not None:
+                return cls(NAMED_TEMPLATES[detected], detected, **tokens)
+            return cls(_NO_TEMPLATE, "none", **tokens)
         if key in NAMED_TEMPLATES:
             return cls(NAMED_TEMPLATES[key], key, **tokens)
         if "{{" in key or "{%" in key:
@@ -136,6 +164,13 @@ class ChatTemplate:
 
     def render(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True,
                **extra: Any) -> str:
+        if self.kind == "none":
+            raise InvalidParameters(
+                "this model's GGUF has no chat template and its architecture does not name one, "
+                "so it cannot answer chat requests: set the deployment's chat_template option "
+                f"(a name: {', '.join(NAMED_TEMPLATES)}; Jinja source; or a file), e.g. "
+                "`--chat-template chatml`, or use /v1/completions", param="model",
+                code="no_chat_template")
         normalized = [normalize_message(m, i) for i, m in enumerate(messages)]
         try:
             return self._template.render(

@@ -23,7 +23,7 @@ from typing import Any
 import llama_cpp
 import numpy as np
 
-from manxue.engine.chat_template import ChatTemplate
+from manxue.engine.chat_template import END_OF_TURN, ChatTemplate, detect
 from manxue.engine.grammar import check_grammar
 from manxue.engine.handles import Failed, Finished, GenerationRequest, Handle
 from manxue.engine.llama_context import DecodeContext
@@ -57,8 +57,12 @@ class Engine:
         self.model = ModelFile(path, n_gpu_layers=opts.n_gpu_layers, repack=opts.weight_repack)
         try:
             info = self.model.info
+            detected = None if info.chat_template else detect(
+                info.architecture, self.model.metadata, self._one_token)
             self.template = ChatTemplate.resolve(opts.chat_template, info.chat_template,
-                                                 bos_token=info.bos_token, eos_token=info.eos_token)
+                                                 bos_token=info.bos_token, eos_token=info.eos_token,
+                                                 detected=detected)
+            self._end_turns_stop()
             limits = [opts.n_ctx, info.context_length or opts.n_ctx]
             if opts.ctx_per_seq:
                 limits.append(opts.ctx_per_seq)
@@ -84,6 +88,11 @@ class Engine:
         log.info("local engine: %s (%s, %s) ctx %d/seq, %d parallel, %d threads, "
                  "chat template: %s", self.model.path.name, info.quantization, info.architecture,
                  self.ctx_limit, opts.n_parallel, opts.threads, self.template.kind)
+        if self.template.kind == "none":
+            log.warning("%s has no chat template and its architecture (%s) names none: chat "
+                        "requests are refused until the deployment sets chat_template (e.g. "
+                        "--chat-template chatml); text completions and embeddings work",
+                        self.model.path.name, info.architecture)
 
     @property
     def info(self) -> ModelInfo:
@@ -98,6 +107,19 @@ class Engine:
         return f"{self.model.path.stem}-{digest}"
 
     # -- requests ---------------------------------------------------------------------------
+
+    def _one_token(self, text: str) -> bool:
+        return len(self.model.tokenize(text, special=True)) == 1
+
+    def _end_turns_stop(self) -> None:
+        """Every end-of-turn marker the template in use writes ends generation, as the
+        model's own end-of-generation tokens do (a named template on a file whose metadata
+        does not mark it, say)."""
+        if self.template.kind == "none":
+            return
+        for marker in set(END_OF_TURN.values()):
+            if marker in self.template.source and self._one_token(marker):
+                self.model.eog_mask[self.model.tokenize(marker, special=True)[0]] = True
 
     def render(self, messages: list[Any]) -> str:
         return self.template.render(messages, add_generation_prompt=True)

@@ -21,7 +21,8 @@ Every option has a default; an unknown name or a value of the wrong type is a Co
     prefix_cache_min_tokens  16     shortest prefix worth keeping or reusing
     prefix_cache_dir         ""     directory that keeps cached prefixes across restarts
     prefix_cache_disk_mb     2048   disk budget for that directory
-    chat_template            "auto" "auto"/"gguf" (the file's own, else generic ChatML), a name from
+    chat_template            "auto" "auto"/"gguf" (the file's own, else the one its architecture
+                                    names, else none: chat refused), a name from
                                     chat_template.NAMED_TEMPLATES, a Jinja template, or a file path
     reasoning                "auto" "auto": a leading <think>…</think> goes to reasoning_content;
                                     "off": all text is content

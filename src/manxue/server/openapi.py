@@ -10,11 +10,11 @@ the Messages routes). The test suite runs Schemathesis against this document.
 from __future__ import annotations
 
 from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from pydantic import BaseModel
 
-from manxue import __version__
 from manxue.protocol.chat import ChatRequest
 from manxue.protocol.completions import CompletionRequest, EmbeddingRequest
 
@@ -100,6 +100,13 @@ _GENERATE = ("400", "401", "402", "403", "404", "413", "422", "429", "502", "503
 _READ = ("401", "404")
 
 
+def _version() -> str:
+    try:
+        return version("manxue")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
 @cache
 def document() -> dict[str, Any]:
     defs: dict[str, Any] = {}
@@ -173,7 +180,7 @@ def document() -> dict[str, Any]:
         for op in item.values():
             op["operationId"] = (next(iter(item)) if len(item) > 1 else "") + path
     return {"openapi": "3.1.0",
-            "info": {"title": "manxue", "version": __version__,
+            "info": {"title": "manxue", "version": _version(),
                      "description": "OpenAI-, DeepSeek- and Anthropic-compatible gateway: chat, "
                                     "completions, embeddings, Messages, Responses, balance."},
             "paths": paths,
