@@ -167,3 +167,29 @@ def test_langchain_structured_output_and_bind_tools(url):
     bound = llm.bind_tools([WEATHER["function"]], tool_choice="get_weather")
     msg = bound.invoke("What is the weather in Paris?")
     assert msg.tool_calls and msg.tool_calls[0]["name"] == "get_weather"  # type: ignore[attr-defined]
+
+
+def test_n_choices_share_one_prompt_and_sample_on_their_own(client):
+    one = client.chat.completions.create(model="smollm2", messages=ASK, max_tokens=12, seed=7)
+    many = client.chat.completions.create(model="smollm2", messages=ASK, max_tokens=12, seed=7,
+                                          n=2, temperature=1.0)
+    assert [c.index for c in many.choices] == [0, 1]
+    assert many.choices[0].message.content == one.choices[0].message.content  # seed + 0
+    assert many.choices[0].message.content != many.choices[1].message.content
+    assert many.usage is not None and one.usage is not None
+    assert many.usage.prompt_tokens == one.usage.prompt_tokens  # the prompt counted once
+    assert many.usage.completion_tokens == sum(
+        client.chat.completions.create(model="smollm2", messages=ASK, max_tokens=12, seed=7 + i,
+                                       temperature=1.0).usage.completion_tokens  # type: ignore[union-attr]
+        for i in range(2))
+    texts = ["", ""]
+    for chunk in client.chat.completions.create(model="smollm2", messages=ASK, max_tokens=12,
+                                                seed=7, n=2, stream=True,
+                                                stream_options={"include_usage": True}):
+        for c in chunk.choices:
+            texts[c.index] += c.delta.content or ""
+    assert texts == [c.message.content for c in many.choices]
+    with pytest.raises(openai.UnprocessableEntityError, match="'n'"):
+        client.chat.completions.create(model="smollm2", messages=ASK, n=17)
+    with pytest.raises(openai.UnprocessableEntityError, match="n=3 needs 3 sequences"):
+        client.chat.completions.create(model="smollm2", messages=ASK, n=3)  # 2 fit this engine

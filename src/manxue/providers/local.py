@@ -28,7 +28,9 @@ from manxue.errors import ConfigError, InvalidParameters, UpstreamError, Upstrea
 from manxue.protocol.completions import Endpoint
 from manxue.providers import local_text
 from manxue.providers.base import BufferedStream, ChunkStream, Completion, KeepAliveHook
+from manxue.providers.local_choices import MAX_CHOICES, merged
 from manxue.providers.local_tools import ToolCallBuffer
+from manxue.providers.local_whole import whole_chat
 from manxue.settings import DeploymentSettings
 
 _KEEPALIVE_EVERY = 5.0
@@ -66,69 +68,20 @@ class LocalProvider:
                 raise UpstreamTimeout(f"deployment {self.settings.name}: no whole answer "
                                       f"within {self.settings.timeouts.total:g}s") from None
             return Completion(body=orjson.dumps(text), data=text)
-        gen = self._chunks(body, None)
-        content: list[str] = []
-        reasoning: list[str] = []
-        tool_calls: list[dict[str, Any]] = []
-        logprobs: list[dict[str, Any]] | None = None
-        finish: str | None = None
-        usage: dict[str, Any] | None = None
-        head: dict[str, Any] = {}
         try:
             async with asyncio.timeout(self.settings.timeouts.total):
-                async for chunk in gen:
-                    if not head:
-                        head = chunk
-                    if "usage" in chunk:
-                        usage = chunk["usage"]
-                    for choice in chunk["choices"]:
-                        delta = choice["delta"]
-                        if delta.get("content"):
-                            content.append(delta["content"])
-                        if delta.get("reasoning_content"):
-                            reasoning.append(delta["reasoning_content"])
-                        if delta.get("tool_calls"):
-                            tool_calls.extend(delta["tool_calls"])
-                        if choice.get("logprobs") is not None:
-                            if logprobs is None:
-                                logprobs = []
-                            logprobs.extend(choice["logprobs"]["content"])
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
+                data = await whole_chat(self._choices(body, None), self.settings.model,
+                                        bool(body.get("logprobs")))
         except TimeoutError:
             raise UpstreamTimeout(f"deployment {self.settings.name}: no whole answer within "
                                   f"{self.settings.timeouts.total:g}s") from None
-        finally:
-            await gen.aclose()
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(content)}
-        if tool_calls:
-            message["content"] = message["content"] or None
-            message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"}
-                                     for c in tool_calls]
-        if reasoning:
-            message["reasoning_content"] = "".join(reasoning)
-        if body.get("logprobs") and logprobs is None:
-            logprobs = []
-        data: dict[str, Any] = {
-            "id": head.get("id"),
-            "object": "chat.completion",
-            "created": head.get("created"),
-            "model": self.settings.model,
-            "choices": [{
-                "index": 0,
-                "message": message,
-                "logprobs": {"content": logprobs} if logprobs is not None else None,
-                "finish_reason": finish or "stop",
-            }],
-            "usage": usage,
-        }
         return Completion(body=orjson.dumps(data), data=data)
 
     async def stream(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None,
                      endpoint: Endpoint = "chat") -> ChunkStream:
         if endpoint == "embeddings":
             raise InvalidParameters("embeddings are not streamed", param="stream")
-        gen = self._chunks(body, on_keepalive) if endpoint == "chat" else \
+        gen = self._choices(body, on_keepalive) if endpoint == "chat" else \
             self._text(body, on_keepalive)
         try:
             first = await anext(gen)
@@ -172,6 +125,23 @@ class LocalProvider:
         return self._engine.stats()
 
     # -- one generation, as chunk objects ---------------------------------------------------
+
+    def _choices(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None
+                 ) -> AsyncGenerator[dict[str, Any], None]:
+        """The answer's chunks: one sequence, or `n` over one prompt (local_choices)."""
+        n = body.get("n")
+        if n is None or n == 1:
+            return self._chunks(body, on_keepalive)
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_CHOICES:
+            raise InvalidParameters(f"'n' must be an integer from 1 to {MAX_CHOICES} on the "
+                                    "local engine", param="n")
+        opts = self._engine.options
+        if n > opts.n_parallel + opts.max_queue:
+            raise InvalidParameters(
+                f"n={n} needs {n} sequences at once; this deployment's engine holds "
+                f"{opts.n_parallel + opts.max_queue} (n_parallel {opts.n_parallel} + max_queue "
+                f"{opts.max_queue}): ask for fewer", param="n")
+        return merged(body, n, lambda b: self._chunks(b, on_keepalive))
 
     def _text(self, body: dict[str, Any], on_keepalive: KeepAliveHook | None
               ) -> AsyncGenerator[dict[str, Any], None]:
