@@ -107,7 +107,7 @@ def test_stream_and_complete_agree(provider: LocalProvider) -> None:
 
 def test_bad_requests_are_client_errors(provider: LocalProvider) -> None:
     with pytest.raises(InvalidParameters):
-        run(provider.complete(chat(CAPITAL, n=2)))
+        run(provider.complete(chat(CAPITAL, n=17)))
     with pytest.raises(InvalidParameters):
         run(provider.stream(chat(CAPITAL, top_logprobs=2), None))
     with pytest.raises(InvalidRequest) as err:
