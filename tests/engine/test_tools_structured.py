@@ -189,3 +189,25 @@ def test_n_choices_share_one_prompt_and_sample_on_their_own(client):
         client.chat.completions.create(model="smollm2", messages=ASK, n=17)
     with pytest.raises(openai.UnprocessableEntityError, match="n=3 needs 3 sequences"):
         client.chat.completions.create(model="smollm2", messages=ASK, n=3)  # 2 fit this engine
+
+
+def test_the_llm_cli_with_json_object(url, tmp_path):
+    """simonw/llm with the gateway as an extra OpenAI-compatible model, `-o json_object 1`."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    llm = Path(sys.executable).parent / "llm"
+    if not llm.exists():
+        pytest.skip("the llm CLI is not installed")
+    (tmp_path / "extra-openai-models.yaml").write_text(
+        f'- model_id: manxue-smollm2\n  model_name: smollm2\n  api_base: "{url}/v1"\n')
+    env = {**os.environ, "LLM_USER_PATH": str(tmp_path), "OPENAI_API_KEY": "none"}
+    out = subprocess.run([str(llm), "-m", "manxue-smollm2", "-o", "json_object", "1",
+                          "-o", "max_tokens", "300", "-o", "seed", "3",
+                          "Answer with a JSON object with one key, ok, set to true."],
+                         capture_output=True, text=True, env=env, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.lstrip().startswith("{")
+    assert isinstance(json.loads(out.stdout), dict)
