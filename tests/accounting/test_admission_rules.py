@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from manxue.errors import AuthenticationFailed
+from manxue.server.client_address import is_loopback
 from manxue.server.state import STATE_KEY
 from manxue.testing.deepseek_emulator import Behavior
 from tests.helpers import deployment
@@ -86,11 +87,14 @@ def test_open_mode_serves_only_this_machine_and_says_so(make_billing, caplog):
         bill = make_billing()
     assert any("no API keys exist" in r.getMessage() for r in caplog.records)
     meter = bill.gw.app[STATE_KEY].meter
-    assert meter.authenticate(None, None, "127.0.0.1") is None
-    assert meter.authenticate(None, None, "::1") is None
-    for remote in ("10.0.0.5", "192.168.1.20", "2001:db8::1", None):
+    assert meter.authenticate(None, None, True) is None
+    assert meter.authenticate(None, None, lambda: True) is None
+    for remote in (False, lambda: False):
         with pytest.raises(AuthenticationFailed):
             meter.authenticate(None, None, remote)
+    # which addresses are this machine's: the server's rule (client_address.is_loopback)
+    assert all(is_loopback(a) for a in ("127.0.0.1", "::1", "::ffff:127.0.0.1", "127.9.9.9"))
+    assert not any(is_loopback(a) for a in ("10.0.0.5", "192.168.1.20", "2001:db8::1", None))
 
 
 def test_totals_by_key(billing):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -128,16 +127,6 @@ class KeyCache:
                 log.exception("reloading API keys failed; serving the previous set")
 
 
-def _is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
-    try:
-        ip = ipaddress.ip_address(remote)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
 
 
 _REFUSALS = {
@@ -231,9 +220,9 @@ class Meter:
 
     # ---- request path -------------------------------------------------------------------------
     def authenticate(self, authorization: str | None, api_key: str | None,
-                     remote: str | Callable[[], str | None] | None) -> KeyRecord | None:
-        """The key a request carries. `remote` (the client's address, or a function giving
-        it) only matters while no key exists."""
+                     local: bool | Callable[[], bool]) -> KeyRecord | None:
+        """The key a request carries. `local` (whether the client is on this machine, or a
+        function saying it: the server knows its proxies) only matters while no key exists."""
         token = api_key or ""
         if authorization:
             if authorization.startswith("Bearer "):  # the usual form, without the general parse
@@ -247,7 +236,7 @@ class Meter:
             self._tokens_of = keys
         rec = self._tokens.get(token)
         if rec is None:
-            rec = self._find(token, keys, remote)
+            rec = self._find(token, keys, local)
             if rec is None:
                 return None
         if rec.disabled:
@@ -258,10 +247,10 @@ class Meter:
         return rec
 
     def _find(self, token: str, keys: dict[str, KeyRecord],
-              remote: str | Callable[[], str | None] | None) -> KeyRecord | None:
+              local: bool | Callable[[], bool]) -> KeyRecord | None:
         """`authenticate` for a token not seen since the last change to the keys."""
         if not keys:  # no key exists yet: loopback clients only
-            if _is_loopback(remote() if callable(remote) else remote):
+            if local() if callable(local) else local:
                 return None
             raise AuthenticationFailed(
                 "this gateway has no API keys yet and only answers clients on this machine; "

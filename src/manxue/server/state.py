@@ -36,6 +36,7 @@ def state_of(request: web.Request) -> AppState:
     return request.app[STATE_KEY]
 
 
-def client_of(request: web.Request) -> str | None:
-    """The client's address, believing forwarding headers only from trusted proxies."""
-    return request.app[STATE_KEY].proxies.client(request)
+def local_client(request: web.Request) -> bool:
+    """Whether the client is on this machine, believing forwarding headers only from trusted
+    proxies (server/client_address.py)."""
+    return request.app[STATE_KEY].proxies.is_local(request)

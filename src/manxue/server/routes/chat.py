@@ -15,7 +15,7 @@ from manxue.protocol.sse import error_event
 from manxue.protocol.types import ApiRequest, RequestContext
 from manxue.server.middleware import CLIENT_REQUEST_ID, REQUEST_ID
 from manxue.server.sse_writer import SSEWriter
-from manxue.server.state import AppState, client_of, state_of
+from manxue.server.state import AppState, local_client, state_of
 
 PRIVACY_HEADER = "X-Manxue-Privacy"
 Translate = Callable[[bytes], list[bytes]]
@@ -47,7 +47,7 @@ def authenticate(request: web.Request, st: AppState) -> KeyRecord | None:
     authorization = request.headers.get("Authorization")
     return st.meter.authenticate(authorization,
                                  None if authorization else request.headers.get("x-api-key"),
-                                 lambda: client_of(request))
+                                 lambda: local_client(request))
 
 
 async def admit(request: web.Request, st: AppState, key: KeyRecord | None, req: ApiRequest,

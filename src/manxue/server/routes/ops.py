@@ -15,7 +15,7 @@ from manxue.accounting.keys import KeyRecord
 from manxue.errors import ModelNotFound, PermissionDenied
 from manxue.server.client_address import is_loopback_host
 from manxue.server.openapi import document as openapi_document
-from manxue.server.state import client_of, state_of
+from manxue.server.state import local_client, state_of
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -93,7 +93,7 @@ def _key(request: web.Request) -> KeyRecord | None:
     if meter is None:
         return None
     return meter.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"),
-                              lambda: client_of(request))
+                              lambda: local_client(request))
 
 
 async def models(request: web.Request) -> web.Response:

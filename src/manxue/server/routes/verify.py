@@ -42,7 +42,7 @@ import orjson
 from aiohttp import web
 
 from manxue.errors import ConfigError, InvalidParameters, InvalidRequest, JobNotFound
-from manxue.server.state import STATE_KEY, client_of, state_of
+from manxue.server.state import STATE_KEY, local_client, state_of
 from manxue.settings import VerifySettings
 from manxue.verify.checks.base import CheckOptions
 from manxue.verify.config import DEFAULT_BUDGET, AuditConfig, parse_checks
@@ -90,7 +90,7 @@ def _owner(request: web.Request) -> str | None:
     if meter is None:
         return None
     rec = meter.authenticate(request.headers.get("Authorization"),
-                             request.headers.get("x-api-key"), lambda: client_of(request))
+                             request.headers.get("x-api-key"), lambda: local_client(request))
     if rec is None:
         return None
     return rec.tenant_id or rec.id
@@ -106,7 +106,7 @@ def _local_weights(request: web.Request, body: dict[str, Any]) -> Scorer | None:
     st = state_of(request)
     if st.meter is not None:
         key = st.meter.authenticate(request.headers.get("Authorization"),
-                                    request.headers.get("x-api-key"), lambda: client_of(request))
+                                    request.headers.get("x-api-key"), lambda: local_client(request))
         if not st.meter.allowed_models(key, [name]):
             return None
     for dep in st.router.deployments:

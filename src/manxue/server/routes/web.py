@@ -32,7 +32,7 @@ from manxue.errors import AssetNotFound, RequestNotFound, ServiceUnavailable
 from manxue.plan.catalog import builtin_catalog
 from manxue.plan.precision import names as precision_names
 from manxue.pricing import builtin_price_lists
-from manxue.server.state import client_of, state_of
+from manxue.server.state import local_client, state_of
 
 PAGES = {"/": "chat.html", "/verify": "verify.html", "/dashboard": "dashboard.html",
          "/plan": "plan.html"}
@@ -190,7 +190,7 @@ async def request_usage(request: web.Request) -> web.Response:
         raise ServiceUnavailable("metering is off on this gateway ([billing] enabled = false)",
                                  code="metering_off")
     key = meter.authenticate(request.headers.get("Authorization"),
-                             request.headers.get("x-api-key"), lambda: client_of(request))
+                             request.headers.get("x-api-key"), lambda: local_client(request))
     rid = request.match_info["request_id"]
     engine = meter.store.engine
     row = await asyncio.to_thread(ledger_row, engine, rid)
