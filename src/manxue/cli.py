@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from manxue import __version__
+from manxue.cli_style import flags_take_no_value
 from manxue.errors import ConfigError
 from manxue.settings import DeploymentSettings, Settings, load_settings
 
-
-def _flags_take_no_value() -> None:
-    """Show a flag as a flag: typer 0.2x prints every option's value type in the help, so
-    `--json <bool>` and `--help <bool>`, though a flag takes no value. Older typers never call
-    `display_type_rich` for a flag's type; there this changes nothing."""
-    from typer import core
-
-    option = getattr(core, "TyperOption", None)
-    shown = getattr(option, "display_type_rich", None)
-    if option is None or shown is None or getattr(shown, "manxue_flags", False):
-        return
-
-    def display_type_rich(self: Any, ctx: Any) -> Any:
-        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
-            return None
-        return shown(self, ctx)
-
-    display_type_rich.manxue_flags = True  # type: ignore[attr-defined]  # patched once
-    setattr(option, "display_type_rich", display_type_rich)  # noqa: B010  # mypy: no method-assign
-
-
-_flags_take_no_value()
+flags_take_no_value()
 
 app = typer.Typer(
     name="manxue",

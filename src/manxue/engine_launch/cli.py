@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.status import Status
 
+from manxue.cli_style import flags_take_no_value
 from manxue.engine_launch.commands import (
     LaunchSpec,
     build_command,
@@ -31,6 +32,8 @@ from manxue.engine_launch.register import (
     deployment_payload,
 )
 from manxue.engine_launch.supervisor import EngineFailed, Reporter, Supervisor, SupervisorConfig
+
+flags_take_no_value()
 
 engine_app = typer.Typer(
     help="Launch distributed inference engines (vLLM, SGLang) and serve them through manxue.\n\n"
