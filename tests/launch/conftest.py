@@ -44,8 +44,8 @@ def alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] not in "ZX"
 
 
-def start_gateway(workers: int = 1, port: int = 0) -> LoopbackServer:
-    settings = settings_from_dict({"server": {"workers": workers}})
+def start_gateway(workers: int = 1, port: int = 0, **top: Any) -> LoopbackServer:
+    settings = settings_from_dict({"server": {"workers": workers}, **top})
     app = build_app(settings)
     admin_deployments.add_routes(app)
     return LoopbackServer(app, port=port).start()

@@ -118,8 +118,10 @@ def test_invalid_deployments_are_refused(admin_gateway: LoopbackServer, admin_ke
         assert err["param"] == param
 
 
-def test_multi_worker_gateway_refuses_changes(admin_key: str, upstream: Upstream) -> None:
-    srv = start_gateway(workers=2)  # one process here, but configured as one of two workers
+def test_multi_worker_gateway_without_a_database_refuses_changes(admin_key: str,
+                                                                upstream: Upstream) -> None:
+    # one process here, configured as one of two workers, with no database to share changes
+    srv = start_gateway(workers=2, billing={"enabled": False})
     try:
         r = http.post(srv.url + "/admin/deployments", headers=AUTH, json=_dep(upstream),
                           timeout=5)

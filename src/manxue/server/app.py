@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from manxue.accounting.deployment_store import DeploymentStore
 from manxue.accounting.stored_responses import MemoryResponseStore, SqlResponseStore
 from manxue.gateway.deployment import Deployment
 from manxue.gateway.router import Router
@@ -14,6 +15,7 @@ from manxue.gateway.service import ChatService
 from manxue.metrics import Metrics
 from manxue.providers import registry
 from manxue.server.client_address import ProxyRule
+from manxue.server.deployment_sync import DeploymentSync
 from manxue.server.middleware import errors_and_metrics
 from manxue.server.routes import (
     admin_dashboard,
@@ -87,16 +89,26 @@ def build_app(settings: Settings, state: AppState | None = None) -> web.Applicat
 
 
 async def _start_meter(app: web.Application) -> None:
-    meter = app[STATE_KEY].meter
+    state = app[STATE_KEY]
+    meter = state.meter
     if meter is not None:
         await meter.start()
         if meter.open_mode:
             log.warning("no API keys exist: serving clients on this machine only, without a key "
                         "(create one with `manxue keys create --tenant NAME`)")
+        sync = DeploymentSync(state, DeploymentStore(meter.store.engine),
+                              state.settings.billing.key_refresh_interval)
+        state.deployments = sync
+        if await sync.refresh():  # what other workers and replicas added before this start
+            ops.refresh_models(state)
+        sync.start(lambda: ops.refresh_models(state))
 
 
 async def _stop_meter(app: web.Application) -> None:
-    meter = app[STATE_KEY].meter
+    state = app[STATE_KEY]
+    if state.deployments is not None:
+        await state.deployments.stop()
+    meter = state.meter
     if meter is not None:
         await meter.stop()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -14,6 +14,9 @@ from manxue.gateway.service import ChatService
 from manxue.metrics import Metrics
 from manxue.server.client_address import ProxyRule
 from manxue.settings import Settings
+
+if TYPE_CHECKING:
+    from manxue.server.deployment_sync import DeploymentSync
 
 
 @dataclass
@@ -27,6 +30,7 @@ class AppState:
     extras: dict[str, Any] = field(default_factory=dict)
     proxies: ProxyRule = field(default_factory=ProxyRule)
     responses: ResponseStore | None = None  # the Responses API's stored answers
+    deployments: DeploymentSync | None = None  # run-time deployments shared through SQL
 
 
 STATE_KEY = web.AppKey("manxue_state", AppState)

@@ -103,3 +103,10 @@ responses = Table(
     Column("model", String(200), nullable=False),
     Column("body", Text, nullable=False),  # JSON: {"messages": chat history, "response": {...}}
 )
+
+deployments = Table(
+    "deployments", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("settings", Text, nullable=False),  # JSON: the deployment as the admin API took it
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

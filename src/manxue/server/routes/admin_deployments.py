@@ -80,7 +80,8 @@ async def list_deployments(request: web.Request) -> web.Response:
 async def add_deployment(request: web.Request) -> web.Response:
     check_admin(request)
     st = state_of(request)
-    _check_single_worker(st)
+    if st.deployments is None:
+        _check_single_worker(st)
     settings = _parse_deployment(await request.read())
     if st.settings.server.offline and not settings.is_local:
         raise PermissionDenied(
@@ -94,7 +95,10 @@ async def add_deployment(request: web.Request) -> web.Response:
         raise InvalidParameters(str(exc), code="invalid_deployment") from None
     replace = request.query.get("replace", "").lower() in ("1", "true", "yes")
     try:
-        old = dynamic.add(st.router, dep, replace=replace)
+        if st.deployments is not None:  # stored: every worker and replica serves it
+            old = await st.deployments.publish(settings, dep, replace)
+        else:
+            old = dynamic.add(st.router, dep, replace=replace)
     except dynamic.DeploymentExists:
         await dep.provider.close()
         err = InvalidRequest(
@@ -102,9 +106,9 @@ async def add_deployment(request: web.Request) -> web.Response:
             f"{settings.name} first, or POST with ?replace=true", code="deployment_exists")
         err.status = 409
         raise err from None
-    if st.meter is not None:  # no await since `dynamic.add`: no request has settled on it yet
+    if st.meter is not None:  # no await since it was added: no request has settled on it yet
         st.meter.add_deployment(settings)
-    _refresh_models(st)
+    ops.refresh_models(st)
     body = dynamic.describe(dep) | {"replaced": old is not None}
     return web.Response(status=201, body=orjson.dumps(body), content_type=_JSON)
 
@@ -112,12 +116,15 @@ async def add_deployment(request: web.Request) -> web.Response:
 async def remove_deployment(request: web.Request) -> web.Response:
     check_admin(request)
     st = state_of(request)
-    _check_single_worker(st)
     name = request.match_info["name"]
-    dep = dynamic.remove(st.router, name)
-    if dep is None:
+    if st.deployments is not None:
+        found = await st.deployments.withdraw(name)
+    else:
+        _check_single_worker(st)
+        found = dynamic.remove(st.router, name) is not None
+    if not found:
         raise DeploymentNotFound(f"no deployment named {name!r}; GET /admin/deployments lists them")
-    _refresh_models(st)
+    ops.refresh_models(st)
     body = {"object": "deployment", "name": name, "deleted": True}
     return web.Response(body=orjson.dumps(body), content_type=_JSON)
 
@@ -147,11 +154,9 @@ def _check_single_worker(st: AppState) -> None:
     if workers > 1:
         err = InvalidRequest(
             f"this gateway runs {workers} worker processes, each with its own routing table; "
-            "a change here would reach one of them only. Run it with --workers 1 to change "
-            "deployments at run time", code="multi_worker")
+            "without a database (billing off), a change here would reach one of them only. "
+            "Turn billing on (the workers then share deployments through its database) or run "
+            "--workers 1 to change deployments at run time", code="multi_worker")
         err.status = 409
         raise err
 
-
-def _refresh_models(st: AppState) -> None:
-    st.models_body = ops.models_body(st.router.models())

@@ -15,7 +15,7 @@ from manxue.accounting.keys import KeyRecord
 from manxue.errors import ModelNotFound, PermissionDenied
 from manxue.server.client_address import is_loopback_host
 from manxue.server.openapi import document as openapi_document
-from manxue.server.state import local_client, state_of
+from manxue.server.state import AppState, local_client, state_of
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -122,3 +122,8 @@ def _model_card(name: str) -> dict[str, object]:
 
 def models_body(names: list[str]) -> bytes:
     return orjson.dumps({"object": "list", "data": [_model_card(n) for n in names]})
+
+
+def refresh_models(state: AppState) -> None:
+    """Rebuild the cached /v1/models answer after the deployments changed."""
+    state.models_body = models_body(state.router.models())
