@@ -39,7 +39,7 @@ from manxue.verify.scorer import EngineScorer, open_scorer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from loadgen import write_doc
-from verify_power import wilson
+from verify_power import NOTES_MARK, wilson
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks" / "verify-likelihood.md"
@@ -184,7 +184,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=60, help="requests per audit")
     args = ap.parse_args()
     lines = asyncio.run(main_async(args))
-    write_doc(OUT, lines, ROOT)
+    kept = OUT.read_text().partition(NOTES_MARK)[2] if OUT.exists() else ""
+    write_doc(OUT, [*lines, NOTES_MARK + (kept or "\n")], ROOT)
 
 
 if __name__ == "__main__":
