@@ -70,11 +70,15 @@ _FORMAT_ERRORS = {"missing", "too_short", "model_attributes_type", "dict_type"}
 def parse_chat_request(body: bytes) -> tuple[ChatRequest, dict[str, Any]]:
     """Parse and validate a request body; return the model and the raw dict to forward."""
     raw = load_object(body, "model and messages")
+    return validate_chat(raw), raw
+
+
+def validate_chat(raw: dict[str, Any]) -> ChatRequest:
+    """A chat body already parsed (or built from another API's request), validated."""
     try:
-        req = ChatRequest.model_validate(raw)
+        return ChatRequest.model_validate(raw)
     except ValidationError as exc:
         raise to_client_error(exc) from None
-    return req, raw
 
 
 def load_object(body: bytes, needs: str) -> dict[str, Any]:

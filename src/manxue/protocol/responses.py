@@ -245,13 +245,15 @@ class OutputIds:
     agree."""
 
     def __init__(self) -> None:
-        self.reasoning = new_id("rs")
-        self.message = new_id("msg")
+        base = uuid.uuid4().hex  # one random draw; each item's id adds its kind and place
+        self.reasoning = f"rs_{base}"
+        self.message = f"msg_{base}"
+        self._base = base
         self._calls: list[str] = []
 
     def call(self, k: int) -> str:
         while len(self._calls) <= k:
-            self._calls.append(new_id("fc"))
+            self._calls.append(f"fc_{self._base}_{len(self._calls)}")
         return self._calls[k]
 
 

@@ -86,15 +86,17 @@ async def relay_stream(request: web.Request, st: AppState, req: ApiRequest,
         await out.stop_waiting()
         if not out.started:
             raise
-        for piece in _translated(error_event(exc.message, exc.code or "error", exc.type), translate):
-            await out.write(piece)
+        data = _translated(error_event(exc.message, exc.code or "error", exc.type), translate)
+        if data:
+            await out.write(data)
         return out.response
     await out.stop_waiting()
     try:
         await out.start()
         async for piece in chunks:
-            for part in _translated(piece, translate):
-                await out.write(part)
+            data = _translated(piece, translate)
+            if data:  # one write per piece relayed, however many events it became
+                await out.write(data)
     except ConnectionError:
         pass  # the client left mid-stream; the relay below settles what it got
     finally:
@@ -102,5 +104,5 @@ async def relay_stream(request: web.Request, st: AppState, req: ApiRequest,
     return out.response
 
 
-def _translated(piece: bytes, translate: Translate | None) -> list[bytes]:
-    return [piece] if translate is None else translate(piece)
+def _translated(piece: bytes, translate: Translate | None) -> bytes:
+    return piece if translate is None else b"".join(translate(piece))

@@ -11,7 +11,7 @@ from aiohttp import web
 from manxue.accounting import tokencount
 from manxue.errors import InvalidRequest, PermissionDenied
 from manxue.protocol import anthropic
-from manxue.protocol.chat import check_depth, parse_chat_request
+from manxue.protocol.chat import check_depth, validate_chat
 from manxue.server.routes.chat import admit, authenticate, relay_stream
 from manxue.server.state import AppState, state_of
 
@@ -35,8 +35,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
     key = authenticate(request, st)
     body = await request.read()
     data = _json_body(body)
-    chat_body = anthropic.to_chat(data)
-    req, raw = parse_chat_request(orjson.dumps(chat_body))
+    raw = anthropic.to_chat(data)
+    req = validate_chat(raw)
     ctx = await admit(request, st, key, req, raw, len(body))
     try:
         if not req.stream:
@@ -60,7 +60,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     if isinstance(data, dict):
         data = {**data, "max_tokens": data.get("max_tokens", 1)}  # not part of this request
     chat_body = anthropic.to_chat(data)
-    req, _raw = parse_chat_request(orjson.dumps(chat_body))
+    req = validate_chat(chat_body)
     st.router.check(req.model, False)  # unknown model: 404
     if st.meter is not None and not st.meter.allowed_models(key, [req.model]):
         raise PermissionDenied(f"this API key may not use model '{req.model}'",

@@ -15,7 +15,7 @@ from manxue.accounting.keys import KeyRecord
 from manxue.accounting.stored_responses import ResponseStore
 from manxue.errors import InvalidParameters, ResponseNotFound
 from manxue.protocol import responses as wire
-from manxue.protocol.chat import load_object, parse_chat_request
+from manxue.protocol.chat import load_object, validate_chat
 from manxue.server.routes.chat import admit, authenticate, relay_stream
 from manxue.server.state import state_of
 
@@ -53,8 +53,8 @@ async def create(request: web.Request) -> web.StreamResponse:
     data = load_object(body, "model and input")
     store = _store(request)
     history = await _history(store, key, data)
-    chat_body = wire.to_chat(data, history)
-    req, raw = parse_chat_request(orjson.dumps(chat_body))
+    chat_body = raw = wire.to_chat(data, history)
+    req = validate_chat(raw)
     ctx = await admit(request, st, key, req, raw, len(body))
     response_id = wire.new_id("resp")
     keep = data.get("store", True) is not False
