@@ -108,6 +108,10 @@ class ServerSettings(_Strict):
     trusted_proxies: list[str] = Field(
         [], description="addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is "
         "believed; a request with forwarding headers from any other peer counts as remote")
+    drain_seconds: float = Field(
+        0.0, ge=0, le=3600, description="after SIGTERM, seconds to keep serving while /ready "
+        "answers 503 (draining), so load balancers stop sending new requests before the port "
+        "closes; then running requests get 5 s more")
     insecure_open: bool = Field(
         False, description="serve a non-loopback address with no authentication at all "
         "([billing] enabled = false): anyone who reaches the port uses every model")

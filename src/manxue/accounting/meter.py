@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
+
 from manxue.accounting.counters import Counters, Limits, Refusal
 from manxue.accounting.journal import ledger_unavailable
 from manxue.accounting.keys import KeyRecord, KeyStore
@@ -37,6 +39,8 @@ from manxue.protocol.completions import prompt_texts
 from manxue.protocol.types import ApiRequest, Outcome
 from manxue.protocol.usage import Usage
 from manxue.settings import DeploymentSettings, Settings
+
+_PING_TIMEOUT = 2.0  # seconds /ready waits for the database or Redis
 
 log = logging.getLogger("manxue.meter")
 
@@ -187,6 +191,25 @@ class Meter:
             asyncio.create_task(self.writer.run()),
             asyncio.create_task(self.keys.refresh_forever(self.settings.billing.key_refresh_interval)),
         ]
+
+    async def unreachable(self) -> str | None:
+        """What of the shared state cannot be reached now (the database, Redis), or None:
+        `/ready` says so, so that a load balancer sends requests elsewhere."""
+        def ping_sql() -> None:
+            with self.store.engine.connect() as c:
+                c.execute(text("SELECT 1"))
+
+        try:
+            await asyncio.wait_for(asyncio.to_thread(ping_sql), _PING_TIMEOUT)
+        except Exception as exc:  # any failure to answer is "unreachable", with its reason
+            return f"the database is unreachable ({type(exc).__name__})"
+        redis = getattr(self.counters, "redis", None)
+        if redis is not None:
+            try:
+                await asyncio.wait_for(redis.ping(), _PING_TIMEOUT)
+            except Exception as exc:
+                return f"Redis is unreachable ({type(exc).__name__})"
+        return None
 
     def check_deployment(self, d: DeploymentSettings) -> None:
         """Raise InvalidParameters when `d` cannot be metered (its cost list is unknown, or

@@ -25,6 +25,7 @@ from aiohttp import web
 from manxue.errors import ConfigError, InvalidRequest, ManxueError
 from manxue.server.app import build_app, build_state, describe
 from manxue.server.client_address import is_loopback_host
+from manxue.server.state import STATE_KEY
 from manxue.settings import Settings
 
 log = logging.getLogger("manxue")
@@ -158,6 +159,11 @@ async def _run(app: web.Application, settings: Settings, reuse_port: bool, annou
             workers = f" with {s.workers} workers" if s.workers > 1 else ""
             log.info("manxue listening on %s%s (OpenAI API at /v1)", url(s.host, port), workers)
         await stop.wait()
+        drain = settings.server.drain_seconds
+        if drain > 0:
+            app[STATE_KEY].draining = True
+            log.info("draining: /ready answers 503 for %g s, then the port closes", drain)
+            await asyncio.sleep(drain)
     log.info("manxue stopped")
 
 

@@ -31,6 +31,7 @@ class AppState:
     proxies: ProxyRule = field(default_factory=ProxyRule)
     responses: ResponseStore | None = None  # the Responses API's stored answers
     deployments: DeploymentSync | None = None  # run-time deployments shared through SQL
+    draining: bool = False  # set on SIGTERM: /ready answers 503 while requests finish
 
 
 STATE_KEY = web.AppKey("manxue_state", AppState)

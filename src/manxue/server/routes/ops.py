@@ -36,9 +36,15 @@ async def ready(request: web.Request) -> web.Response:
         for d in router.deployments
     }
     journal_failed = st.meter.writer.journal.failed if st.meter is not None else None
-    ok = router.ready() and journal_failed is None
+    shared = await st.meter.unreachable() if st.meter is not None and not st.draining else None
+    ok = router.ready() and journal_failed is None and shared is None and not st.draining
     body: dict[str, object] = {"status": "ready" if ok else "unavailable", "deployments": deps}
-    if journal_failed is not None:
+    if st.draining:
+        body["status"] = "draining"
+        body["message"] = "this process is shutting down: send requests to another replica"
+    elif shared is not None:
+        body["message"] = f"{shared}: requests cannot be admitted or billed until it is back"
+    elif journal_failed is not None:
         body["message"] = (f"the ledger journal cannot be written ({journal_failed}): free disk "
                            "space in the data directory; requests are refused until then")
     elif not ok:
