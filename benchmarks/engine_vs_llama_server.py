@@ -94,7 +94,7 @@ async def stream_one(session: aiohttp.ClientSession, server: Server, i: int, max
 async def level(server: Server, conc: int, rounds: int, max_tokens: int,
                 extra: dict[str, Any]) -> float:
     timeout = aiohttp.ClientTimeout(total=1800)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True),
                                      timeout=timeout) as s:
         async def client(c: int) -> int:
             return sum([await stream_one(s, server, c * rounds + r, max_tokens, extra)
@@ -144,7 +144,8 @@ def render(args: argparse.Namespace, servers: list[Server], best: dict[tuple[str
         f"{args.threads} --repeats {args.repeats}`, {minutes:.0f} min, "
         f"{time.strftime('%Y-%m-%d')}. SmolLM2-135M-Instruct Q4_1, {args.threads} threads each, "
         f"streamed {args.max_tokens}-token answers (end tokens masked), {args.rounds} requests per "
-        "client back to back, best of the repeats, servers alternated.",
+        "client back to back (a new connection per request: llama-server closes streamed "
+        "ones), best of the repeats, servers alternated.",
         "",
         "| concurrency | manxue tok/s | llama-server tok/s | manxue / llama-server |",
         "|---:|---:|---:|---:|",

@@ -211,3 +211,29 @@ def test_the_llm_cli_with_json_object(url, tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.lstrip().startswith("{")
     assert isinstance(json.loads(out.stdout), dict)
+
+
+def test_a_raw_control_character_never_enters_a_json_string():
+    """JSON forbids raw newlines in strings; the grammar refuses such tokens inside one, and
+    checking one drawn token agrees with the whole-vocabulary mask."""
+    import numpy as np
+
+    from manxue.engine.grammar import GrammarSampler, schema_grammar
+    from manxue.engine.model_file import ModelFile
+
+    model = ModelFile(default_model_path())
+    try:
+        g = GrammarSampler(model.vocab, schema_grammar(
+            {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}),
+            model.n_vocab)
+        for t in model.tokenize('{"a": "hello', special=False):
+            g.accept(t)
+        row = np.zeros(model.n_vocab, dtype=np.float32)
+        g.mask(row)
+        newline = model.tokenize("\n", special=False)[0]
+        assert not g.allows(newline) and not np.isfinite(row[newline])
+        sample = np.random.default_rng(0).choice(model.n_vocab, 2000, replace=False)
+        assert all(g.allows(int(t)) == bool(np.isfinite(row[t])) for t in sample)
+        g.close()
+    finally:
+        model.close()

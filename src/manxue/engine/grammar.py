@@ -2,13 +2,16 @@
 
     gbnf = schema_grammar(schema)                # InvalidParameters naming an unsupported keyword
     g = GrammarSampler(vocab, gbnf)              # one per sequence (ValueError: invalid grammar)
+    g.allows(token)                              # whether the grammar accepts one token next
     g.mask(row)                                  # logits of tokens the grammar forbids -> -inf
     g.accept(token)                              # advance the grammar past the sampled token
 
-The mask runs llama.cpp's C++ grammar over the whole vocabulary (a llama_token_data array laid
-over a numpy buffer, no per-token Python); sampling then proceeds as usual on the masked row,
-so temperature, top_p and seeds keep their meaning. End-of-generation tokens are allowed only
-once the grammar is complete, so a constrained answer always parses.
+Sampling first draws as usual and asks the grammar about that one token; only when it is
+refused does the mask run llama.cpp's C++ grammar over the whole vocabulary (a
+llama_token_data array laid over a numpy buffer, no per-token Python) and the row is drawn
+again from what is allowed, so temperature, top_p and seeds keep their meaning.
+End-of-generation tokens are allowed only once the grammar is complete, so a constrained
+answer always parses.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ than silently ignored (which would let outputs through that do not validate): nu
 _BY_TYPE = {"string": ("minLength", "maxLength", "pattern", "format"),
             "array": ("items", "prefixItems", "minItems", "maxItems"),
             "object": ("properties", "required", "additionalProperties")}
+
+
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
 
 
 def json_grammar() -> str:
@@ -94,10 +101,12 @@ def schema_grammar(schema: Any) -> str:
     if schema is True or schema == {}:
         return JSON_GBNF
     try:
-        return str(json_schema_to_gbnf(json.dumps(_normalized(schema))))
+        gbnf = str(json_schema_to_gbnf(json.dumps(_normalized(schema))))
     except (ValueError, KeyError, TypeError, NotImplementedError, RecursionError) as exc:
         raise InvalidParameters(f"the JSON Schema cannot be turned into a grammar: {exc}",
                                 param="response_format", code="unsupported_schema") from None
+    # the converter's string characters admit raw control characters, which JSON forbids
+    return gbnf.replace(_LOOSE_CHAR, _JSON_CHAR)
 
 
 class GrammarSampler:
@@ -116,6 +125,10 @@ class GrammarSampler:
         self._array = llama_cpp.llama_token_data_array(
             data=self._data.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data)),
             size=n_vocab, selected=-1, sorted=False)
+        self._one = np.zeros(1, dtype=_TOKEN_DATA)
+        self._one_array = llama_cpp.llama_token_data_array(
+            data=self._one.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data)),
+            size=1, selected=-1, sorted=False)
 
     def mask(self, row: npt.NDArray[np.float32]) -> None:
         """Set the logits of every token the grammar does not allow next to -inf, in place."""
@@ -126,6 +139,17 @@ class GrammarSampler:
         self._array.sorted = False
         llama_cpp.llama_sampler_apply(self._ptr, ctypes.byref(self._array))
         row[:] = data["logit"]
+
+    def allows(self, token: int) -> bool:
+        """Whether the grammar accepts `token` next (checked on a one-token candidate list)."""
+        one = self._one
+        one["id"][0] = token
+        one["logit"][0] = 0.0
+        self._one_array.size = 1
+        self._one_array.selected = -1
+        self._one_array.sorted = False
+        llama_cpp.llama_sampler_apply(self._ptr, ctypes.byref(self._one_array))
+        return bool(np.isfinite(one["logit"][0]))
 
     def accept(self, token: int) -> None:
         llama_cpp.llama_sampler_accept(self._ptr, token)

@@ -178,10 +178,10 @@ class SequenceSampler:
 
     @property
     def adjusts(self) -> bool:
-        return self.params.penalized or bool(self._bias_ids.size) or self.grammar is not None
+        return self.params.penalized or bool(self._bias_ids.size)
 
     def adjust(self, row: npt.NDArray[np.float32]) -> None:
-        """Penalties, logit_bias and the grammar's mask, in place."""
+        """Penalties and logit_bias, in place (the grammar is checked after the draw)."""
         p = self.params
         if p.penalized and self.counts:
             ids = np.fromiter(self.counts.keys(), dtype=np.intp, count=len(self.counts))
@@ -189,8 +189,6 @@ class SequenceSampler:
             row[ids] -= cnt * np.float32(p.frequency_penalty) + np.float32(p.presence_penalty)
         if self._bias_ids.size:
             row[self._bias_ids] += self._bias_vals
-        if self.grammar is not None:
-            self.grammar.mask(row)
 
 
 def sample_batch(logits: npt.NDArray[np.float32], samplers: list[SequenceSampler]
@@ -209,6 +207,10 @@ def sample_batch(logits: npt.NDArray[np.float32], samplers: list[SequenceSampler
     for i, s in enumerate(samplers):
         if s.adjusts:
             s.adjust(logits[i])
+    # A grammar is checked on the token drawn without it (one candidate, cheap); only when it
+    # rejects that token is its mask computed over the whole vocabulary and the row drawn again
+    # (llama.cpp's own samplers do the same).
+    constrained = {i: logits[i].copy() for i, s in enumerate(samplers) if s.grammar is not None}
     greedy = [i for i, s in enumerate(samplers) if s.params.greedy]
     if greedy:
         picks = logits[greedy].argmax(axis=1) if len(greedy) < n else logits.argmax(axis=1)
@@ -231,6 +233,12 @@ def sample_batch(logits: npt.NDArray[np.float32], samplers: list[SequenceSampler
         for j, i in enumerate(drawn):
             if not _untruncated(samplers[i].params):
                 tokens[i] = _draw(x[j], samplers[i])
+    for i, row in constrained.items():
+        grammar = samplers[i].grammar
+        assert grammar is not None
+        if not grammar.allows(tokens[i]):
+            grammar.mask(row)
+            tokens[i] = _sample_row(row, samplers[i])
     if raw is not None and lse is not None:
         for j, i in enumerate(lp_rows):
             row = raw[j]
@@ -242,6 +250,18 @@ def sample_batch(logits: npt.NDArray[np.float32], samplers: list[SequenceSampler
                 top = [(int(t), float(row[t] - lse[j])) for t in ids]
             lps[i] = TokenLogprob(float(row[tokens[i]] - lse[j]), top)
     return tokens, lps
+
+
+def _sample_row(row: npt.NDArray[np.float32], s: SequenceSampler) -> int:
+    """One row drawn on its own (the same rules as sample_batch), `row` overwritten."""
+    if s.params.greedy:
+        return int(row.argmax())
+    np.multiply(row, np.float32(1.0 / s.params.temperature), out=row)
+    row -= row.max()
+    np.exp(row, out=row)
+    if _untruncated(s.params):
+        return _draw_rows(row[None, :], [s.rng])[0]
+    return _draw(row, s)
 
 
 def _untruncated(p: SamplingParams) -> bool:
