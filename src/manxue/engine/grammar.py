@@ -7,9 +7,10 @@
     g.accept(token)                              # advance the grammar past the sampled token
 
 Sampling first draws as usual and asks the grammar about that one token; only when it is
-refused does the mask run llama.cpp's C++ grammar over the whole vocabulary (a
-llama_token_data array laid over a numpy buffer, no per-token Python) and the row is drawn
-again from what is allowed, so temperature, top_p and seeds keep their meaning.
+refused is the row drawn again, from the LIKELIEST (256) tokens that llama.cpp's C++ grammar
+allows (a llama_token_data array laid over a numpy buffer, no per-token Python; the whole
+vocabulary when none of those is allowed), so temperature, top_p and seeds keep their
+meaning within that set.
 End-of-generation tokens are allowed only once the grammar is complete, so a constrained
 answer always parses.
 """
@@ -28,6 +29,9 @@ from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from manxue.errors import InvalidParameters
 
+LIKELIEST = 256
+"""When the drawn token is refused, the next draw is among this many likeliest tokens that the
+grammar allows (the whole vocabulary only when none of them is)."""
 _TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 assert _TOKEN_DATA.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
 
@@ -139,6 +143,29 @@ class GrammarSampler:
         self._array.sorted = False
         llama_cpp.llama_sampler_apply(self._ptr, ctypes.byref(self._array))
         row[:] = data["logit"]
+
+    def mask_likeliest(self, row: npt.NDArray[np.float32], k: int = LIKELIEST) -> None:
+        """Keep only the `k` likeliest tokens the grammar allows (all others -inf), in place;
+        the whole vocabulary's mask when none of those `k` is allowed."""
+        if k >= row.size:
+            self.mask(row)
+            return
+        ids = np.argpartition(row, row.size - k)[row.size - k:]
+        head = self._data[:k]
+        head["id"] = ids
+        head["logit"] = row[ids]
+        self._array.size = k
+        self._array.selected = -1
+        self._array.sorted = False
+        llama_cpp.llama_sampler_apply(self._ptr, ctypes.byref(self._array))
+        kept = np.isfinite(head["logit"])
+        allowed, logits = head["id"][kept].copy(), head["logit"][kept].copy()
+        self._data["id"][:k] = np.arange(k, dtype=np.int32)  # restore the identity layout
+        if not allowed.size:
+            self.mask(row)
+            return
+        row[:] = -np.inf
+        row[allowed] = logits
 
     def allows(self, token: int) -> bool:
         """Whether the grammar accepts `token` next (checked on a one-token candidate list)."""

@@ -208,8 +208,8 @@ def sample_batch(logits: npt.NDArray[np.float32], samplers: list[SequenceSampler
         if s.adjusts:
             s.adjust(logits[i])
     # A grammar is checked on the token drawn without it (one candidate, cheap); only when it
-    # rejects that token is its mask computed over the whole vocabulary and the row drawn again
-    # (llama.cpp's own samplers do the same).
+    # rejects that token is the row drawn again from the likeliest tokens it allows (as
+    # llama.cpp's own samplers do).
     constrained = {i: logits[i].copy() for i, s in enumerate(samplers) if s.grammar is not None}
     greedy = [i for i, s in enumerate(samplers) if s.params.greedy]
     if greedy:
@@ -237,7 +237,7 @@ def sample_batch(logits: npt.NDArray[np.float32], samplers: list[SequenceSampler
         grammar = samplers[i].grammar
         assert grammar is not None
         if not grammar.allows(tokens[i]):
-            grammar.mask(row)
+            grammar.mask_likeliest(row)
             tokens[i] = _sample_row(row, samplers[i])
     if raw is not None and lse is not None:
         for j, i in enumerate(lp_rows):
