@@ -49,7 +49,6 @@ async def admit(self, key, req, raw, request_id, body_bytes):
     now = time.time()
     return M.Ticket(key, M._NO_LIMITS, 0, self.prices.lookup_at(self._default_list, req.model, now), raw, now)
 M.Meter.admit = admit
-M.Meter.admit_now = lambda self, key, req, raw, request_id, body_bytes: None
 M.Meter.record = lambda self, outcome: None
 """
 NO_KEY_LOOKUP = ("import manxue.accounting.meter as M\n"

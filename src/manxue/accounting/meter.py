@@ -165,7 +165,7 @@ class Meter:
         self._output_bounds: dict[str, tuple[int, int]] = {}
         # a reservation outlives the longest request a deployment allows, then lapses
         self._ttl = max((d.timeouts.total for d in settings.deployments), default=600.0) + 60.0
-        # counters that never wait (in memory) are called without a coroutine
+        # counters that never wait (in memory) are called directly, not awaited
         self._admit_now: Callable[[str, str, int, Limits, float], Refusal | None] | None = \
             getattr(counters, "admit_now", None)
         self._settle_now: Callable[[str, str, int, int, Limits], None] | None = \
@@ -296,25 +296,14 @@ class Meter:
     async def admit(self, key: KeyRecord | None, req: ApiRequest, raw: dict[str, Any],
                     request_id: str, body_bytes: int) -> Ticket:
         """Check the key's limits and reserve the request's largest possible cost; raise the
-        403 / 402 / 429 a refusal calls for."""
+        403 / 402 / 429 a refusal calls for. Counters in memory answer at once (nothing is
+        awaited); Redis is asked."""
         ticket = self._ticket(key, req, raw, body_bytes)
         if key is not None:
-            refusal = await self.counters.admit(key.id, request_id, ticket.reserve_nano,
-                                                ticket.limits, ttl=self._ttl)
-            if refusal is not None:
-                raise self._refused(refusal, key)
-        return ticket
-
-    def admit_now(self, key: KeyRecord | None, req: ApiRequest, raw: dict[str, Any],
-                  request_id: str, body_bytes: int) -> Ticket | None:
-        """`admit` without a coroutine where the counters are in memory; None where they are
-        not (in Redis), and the caller awaits `admit` instead."""
-        check = self._admit_now
-        if check is None:
-            return None
-        ticket = self._ticket(key, req, raw, body_bytes)
-        if key is not None:
-            refusal = check(key.id, request_id, ticket.reserve_nano, ticket.limits, self._ttl)
+            check = self._admit_now
+            refusal = check(key.id, request_id, ticket.reserve_nano, ticket.limits, self._ttl) \
+                if check is not None else await self.counters.admit(
+                    key.id, request_id, ticket.reserve_nano, ticket.limits, ttl=self._ttl)
             if refusal is not None:
                 raise self._refused(refusal, key)
         return ticket

@@ -64,8 +64,7 @@ async def admit(request: web.Request, st: AppState, key: KeyRecord | None, req: 
     meter = st.meter
     if meter is not None:
         st.router.check(req.model, ctx.local_only)  # unknown model or policy: 4xx before admission
-        ctx.ticket = meter.admit_now(key, req, raw, ctx.request_id, body_bytes) \
-            or await meter.admit(key, req, raw, ctx.request_id, body_bytes)
+        ctx.ticket = await meter.admit(key, req, raw, ctx.request_id, body_bytes)
     return ctx
 
 
