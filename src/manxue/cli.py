@@ -189,6 +189,7 @@ def models(
 
 def _mount_subcommands() -> None:
     from manxue.accounting.cli import invoice, keys_app, tenants_app, usage
+    from manxue.accounting.ledger_cli import ledger_app
     from manxue.engine_launch.cli import engine_app
     from manxue.plan.cli import plan_app
     from manxue.pricing.cli import prices
@@ -198,6 +199,7 @@ def _mount_subcommands() -> None:
     app.add_typer(tenants_app, name="tenants")
     app.command("usage")(usage)
     app.command("invoice")(invoice)
+    app.add_typer(ledger_app, name="ledger")
     app.command("prices")(prices)
     app.add_typer(engine_app, name="engine")
     app.add_typer(plan_app, name="plan")
