@@ -134,3 +134,38 @@ def test_gateway_without_admin_key_is_a_usage_error() -> None:
 def test_unknown_option_is_refused_unless_after_double_dash() -> None:
     assert CliRunner().invoke(engine_app, ["launch", "vllm", "-m", "m", "--tpp", "2",
                                            "--dry-run"]).exit_code == 2
+
+
+def test_parallel_sizes_are_checked_against_the_gpus() -> None:
+    """--tp 16 on one node of 8 GPUs says what to do; two nodes make it fit."""
+    with pytest.raises(ValueError, match=r"needs 16 GPUs; this launch has 8 .* --nnodes 2"):
+        LaunchSpec(engine="sglang", model="m", tp=16, gpus_per_node=8)
+    with pytest.raises(ValueError, match="lower --dp"):
+        LaunchSpec(engine="vllm", model="m", tp=8, dp=2, gpus_per_node=8)
+    with pytest.raises(ValueError, match="--dist-init-addr"):
+        LaunchSpec(engine="sglang", model="m", tp=16, nnodes=2, gpus_per_node=8)
+    with pytest.raises(ValueError, match=r"--node-rank 2 is outside 0\.\.1"):
+        LaunchSpec(engine="sglang", model="m", nnodes=2, node_rank=2, dist_init_addr="h:1")
+    unknown = LaunchSpec(engine="vllm", model="m", tp=16)  # no GPU count: warned, not refused
+    assert any("not checked" in w for w in warnings_for(unknown))
+
+
+def test_deepseek_v3_on_two_nodes_of_eight() -> None:
+    """The documented example: DeepSeek-V3 on 2 x 8 H800."""
+    sg = LaunchSpec(engine="sglang", model="deepseek-ai/DeepSeek-V3", tp=16, nnodes=2,
+                    node_rank=1, dist_init_addr="10.0.0.1:5000", gpus_per_node=8)
+    f = _flags(build_command(sg))
+    assert (f["--tp-size"], f["--nnodes"], f["--node-rank"], f["--dist-init-addr"]) == \
+        ("16", "2", "1", "10.0.0.1:5000")
+    assert any("served by node 0" in w for w in warnings_for(sg))
+    vl = LaunchSpec(engine="vllm", model="deepseek-ai/DeepSeek-V3", tp=8, pp=2, nnodes=2,
+                    gpus_per_node=8)
+    f = _flags(build_command(vl))
+    assert (f["--tensor-parallel-size"], f["--pipeline-parallel-size"],
+            f["--distributed-executor-backend"]) == ("8", "2", "ray")
+    assert any("Ray cluster" in w for w in warnings_for(vl))
+    assert vl.gpus == 16
+    result = CliRunner().invoke(engine_app, [
+        "launch", "sglang", "-m", "deepseek-ai/DeepSeek-V3", "--tp", "16", "--gpus-per-node", "8",
+        "--dry-run"])
+    assert result.exit_code == 2 and "--nnodes 2" in result.output

@@ -70,6 +70,17 @@ def launch(
                                        help="Model: a local path or a Hugging Face id.")],
     tp: Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel size (GPUs per replica).")] = 1,
     dp: Annotated[int, typer.Option("--dp", min=1, help="Data-parallel size (replicas).")] = 1,
+    pp: Annotated[int, typer.Option("--pp", min=1, help="Pipeline-parallel size (stages).")] = 1,
+    nnodes: Annotated[int, typer.Option(
+        "--nnodes", min=1, help="Nodes the engine spans (run the command on each).")] = 1,
+    node_rank: Annotated[int, typer.Option(
+        "--node-rank", min=0, help="This node's rank, 0 to nnodes-1 (0 serves the API).")] = 0,
+    dist_init_addr: Annotated[str | None, typer.Option(
+        "--dist-init-addr", help="Node 0's HOST:PORT for SGLang across nodes.")] = None,
+    gpus_per_node: Annotated[int | None, typer.Option(
+        "--gpus-per-node", min=1, show_default=False,
+        help="GPUs on each node, to check the parallel sizes. \\[default: counted with "
+             "nvidia-smi]")] = None,
     ep: Annotated[bool, typer.Option("--ep", help="Expert parallelism for MoE models.")] = False,
     port: Annotated[int | None, typer.Option(
         min=1, max=65535, help="Engine port. \\[default: 8000 for vllm, 30000 for sglang]",
@@ -132,11 +143,16 @@ def launch(
     Set the gateway's admin key in MANXUE_ADMIN_KEY (or pass --admin-key) to register it.
 
     Example: manxue engine launch sglang -m deepseek-ai/DeepSeek-V3 --tp 8 --gateway http://127.0.0.1:8765
+
+    Across two nodes of 8 GPUs (run on each, --node-rank 0 and 1): manxue engine launch sglang
+    -m deepseek-ai/DeepSeek-V3 --tp 16 --nnodes 2 --node-rank 0 --dist-init-addr 10.0.0.1:5000
     """
     err = Console(stderr=True)
     try:
         spec = LaunchSpec(
-            engine=engine.value, model=model, host=host, port=port, tp=tp, dp=dp, ep=ep,
+            engine=engine.value, model=model, host=host, port=port, tp=tp, dp=dp, pp=pp, ep=ep,
+            nnodes=nnodes, node_rank=node_rank, dist_init_addr=dist_init_addr,
+            gpus_per_node=gpus_per_node if gpus_per_node is not None else count_gpus(),
             max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
             quantization=quantization, served_name=served_name, extra_args=tuple(ctx.args),
             python=python, engine_exec=tuple(shlex.split(engine_exec)) if engine_exec else ())
@@ -163,9 +179,27 @@ def launch(
         backoff_max=backoff_max, grace=grace, poll_interval=poll_interval)
     client = GatewayClient(gateway, admin_key or "") if gateway else None
     err.print(f"[bold]{spec.engine}[/bold] {escape(spec.model)} on {spec.gpus} GPU(s) "
-              f"(tp {spec.tp} × dp {spec.dp}{', ep' if spec.ep else ''}) at {engine_url(spec)}")
+              f"(tp {spec.tp} × pp {spec.pp} × dp {spec.dp}{', ep' if spec.ep else ''}"
+              f"{f', node {spec.node_rank} of {spec.nnodes}' if spec.nnodes > 1 else ''}) "
+              f"at {engine_url(spec)}")
     code = asyncio.run(_supervise(cfg, client, payload, err, register_interval))
     raise typer.Exit(code)
+
+
+def count_gpus() -> int | None:
+    """GPUs on this machine as nvidia-smi lists them; None when it cannot say."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run([smi, "--list-gpus"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    count = sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+    return count or None
 
 
 def _print_plan(spec: LaunchSpec, command: list[str], payload: dict[str, object],
