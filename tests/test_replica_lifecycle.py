@@ -60,6 +60,8 @@ def test_ready_follows_redis(make_gateway, upstream, tmp_path: Path) -> None:
         assert httpx.get(gw.url + "/ready", timeout=10).status_code == 200
         server.terminate()
         server.wait(10)
+        wait_until(lambda: httpx.get(gw.url + "/ready", timeout=10).status_code == 503,
+                   what="not ready without Redis")  # /ready asks at most once a second
         r = httpx.get(gw.url + "/ready", timeout=10)
         assert r.status_code == 503 and "Redis is unreachable" in r.json()["message"]
         server = redis()

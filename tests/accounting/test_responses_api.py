@@ -134,3 +134,16 @@ def test_stored_responses_belong_to_their_key(billing, upstream):
     with pytest.raises(openai.NotFoundError):
         cb.responses.delete(mine.id)
     assert ca.responses.retrieve(mine.id).output_text == mine.output_text
+
+
+def test_a_continued_response_reserves_for_its_stored_history(billing, upstream):
+    """previous_response_id makes the stored history part of the prompt: admission reserves
+    for it, so a key cannot buy a long prompt at the price of a short body."""
+    key = billing.create_key(name="prepaid", balance="0.06")["key"]
+    c = billing.gw.client(api_key=key)
+    upstream.emu.push(Behavior(content="ok"))
+    long = c.responses.create(model="deepseek-chat", input="word " * 40000, max_output_tokens=1)
+    with pytest.raises(openai.APIStatusError) as refused:
+        c.responses.create(model="deepseek-chat", input="and then?", max_output_tokens=1,
+                           previous_response_id=long.id)
+    assert refused.value.status_code == 402

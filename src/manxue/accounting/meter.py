@@ -41,6 +41,7 @@ from manxue.protocol.usage import Usage
 from manxue.settings import DeploymentSettings, Settings
 
 _PING_TIMEOUT = 2.0  # seconds /ready waits for the database or Redis
+_PING_EVERY = 1.0  # seconds a /ready answer about them is reused
 
 log = logging.getLogger("manxue.meter")
 
@@ -163,6 +164,7 @@ class Meter:
         self._write = writer.write
         self._per_token = prices.per_token
         self._output_bounds: dict[str, tuple[int, int]] = {}
+        self._reach: tuple[float, str | None] = (-_PING_EVERY, None)  # (when, what /ready said)
         # a reservation outlives the longest request a deployment allows, then lapses
         self._ttl = max((d.timeouts.total for d in settings.deployments), default=600.0) + 60.0
         # counters that never wait (in memory) are called directly, not awaited
@@ -194,7 +196,16 @@ class Meter:
 
     async def unreachable(self) -> str | None:
         """What of the shared state cannot be reached now (the database, Redis), or None:
-        `/ready` says so, so that a load balancer sends requests elsewhere."""
+        `/ready` says so, so that a load balancer sends requests elsewhere. Asked at most once
+        a second, however often /ready is called."""
+        now = time.monotonic()
+        if now - self._reach[0] < _PING_EVERY:
+            return self._reach[1]
+        found = await self._ping()
+        self._reach = (time.monotonic(), found)
+        return found
+
+    async def _ping(self) -> str | None:
         def ping_sql() -> None:
             with self.store.engine.connect() as c:
                 c.execute(text("SELECT 1"))

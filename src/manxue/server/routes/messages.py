@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -65,8 +66,8 @@ async def count_tokens(request: web.Request) -> web.Response:
     if st.meter is not None and not st.meter.allowed_models(key, [req.model]):
         raise PermissionDenied(f"this API key may not use model '{req.model}'",
                                code="model_not_allowed")
-    return web.Response(body=orjson.dumps({"input_tokens": _count(st, req.model, chat_body)}),
-                        content_type=_JSON)
+    count = await asyncio.to_thread(_count, st, req.model, chat_body)  # a long prompt: off the loop
+    return web.Response(body=orjson.dumps({"input_tokens": count}), content_type=_JSON)
 
 
 def _count(st: AppState, model: str, chat_body: dict[str, Any]) -> int:

@@ -5,6 +5,7 @@ with `previous_response_id`), GET and DELETE /v1/responses/{id}; on the chat pat
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from manxue.server.routes.chat import admit, authenticate, relay_stream
 from manxue.server.state import state_of
 
 _JSON = "application/json"
+log = logging.getLogger("manxue.server")
 
 
 def _store(request: web.Request) -> ResponseStore:
@@ -55,16 +57,24 @@ async def create(request: web.Request) -> web.StreamResponse:
     history = await _history(store, key, data)
     chat_body = raw = wire.to_chat(data, history)
     req = validate_chat(raw)
-    ctx = await admit(request, st, key, req, raw, len(body))
+    # the prompt is the stored history too, not only this body: reserve for all of it
+    size = len(body) + (len(orjson.dumps(history)) if history else 0)
+    ctx = await admit(request, st, key, req, raw, size)
     response_id = wire.new_id("resp")
     keep = data.get("store", True) is not False
     # the history a later response continues: this one's messages without its instructions
     said = chat_body["messages"][1:] if data.get("instructions") is not None else chat_body["messages"]
 
     async def save(obj: dict[str, Any], answer: wire.Answer) -> None:
-        if keep:
+        """Keep the answer for later; it is delivered and billed whether or not this works."""
+        if not keep:
+            return
+        try:
             await asyncio.to_thread(store.put, response_id, key.id if key else None, req.model,
                                     {"messages": [*said, answer.message()], "response": obj})
+        except Exception:
+            log.exception("response %s could not be stored; previous_response_id will not "
+                          "find it", response_id)
 
     try:
         if not req.stream:
