@@ -22,7 +22,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import BODY, Result, free_port, pinned, stop_all, wait_http, write_doc, wrk
+from loadgen import (
+    BODY,
+    Result,
+    emulator_and_gateway,
+    free_port,
+    stop_all,
+    wait_http,
+    write_doc,
+    wrk,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks" / "api-routes.md"
@@ -48,14 +57,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     rows: list[tuple[str, bool, int, Result, Result]] = []
     try:
-        procs.append(subprocess.Popen(pinned(1, [sys.executable, "-m", "manxue.testing.deepseek_emulator",
-                                                 "--port", str(up_port)])))
-        cfg = tmp / "bench.toml"
-        cfg.write_text(f'data_dir = "{tmp / "data"}"\n[server]\nlog_level = "warning"\n'
-                       '[billing]\nenabled = false\n[[deployments]]\nname = "emu"\n'
-                       f'model = "deepseek-chat"\nbase_url = "http://127.0.0.1:{up_port}"\n')
-        procs.append(subprocess.Popen(pinned(0, [sys.executable, "-m", "manxue", "serve", "--config",
-                                                 str(cfg), "--port", str(gw_port)])))
+        emulator_and_gateway(tmp, up_port, gw_port, procs)
         gw = f"http://127.0.0.1:{gw_port}"
         wait_http(f"http://127.0.0.1:{up_port}/v1/models")
         wait_http(gw + "/health")

@@ -20,7 +20,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import Result, free_port, pinned, rss_mib, stop_all, wait_http, wrk
+from loadgen import (
+    Result,
+    emulator_and_gateway,
+    free_port,
+    pinned,
+    rss_mib,
+    stop_all,
+    wait_http,
+    wrk,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks" / "gateway.md"
@@ -37,16 +46,8 @@ def main() -> None:
     up_port, gw_port, relay_port = free_port(), free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(subprocess.Popen(pinned(1, [sys.executable, "-m", "manxue.testing.deepseek_emulator",
-                                                 "--port", str(up_port)])))
-        cfg = tmp / "bench.toml"
         # the gateway alone; benchmarks/metering.py measures what metering adds
-        cfg.write_text(f'data_dir = "{tmp / "data"}"\n[server]\nlog_level = "warning"\n'
-                       '[billing]\nenabled = false\n[[deployments]]\nname = "emu"\n'
-                       f'model = "deepseek-chat"\nbase_url = "http://127.0.0.1:{up_port}"\n')
-        gw = subprocess.Popen(pinned(0, [sys.executable, "-m", "manxue", "serve", "--config", str(cfg),
-                                         "--port", str(gw_port)]))
-        procs.append(gw)
+        gw = emulator_and_gateway(tmp, up_port, gw_port, procs)
         direct, through = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{gw_port}"
         relay = f"http://127.0.0.1:{relay_port}"
         procs.append(subprocess.Popen(pinned(0, [sys.executable, str(ROOT / "benchmarks" / "bare_relay.py"),

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,3 +108,19 @@ def write_doc(out: Path, lines: list[str], root: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     print(f"wrote {out.relative_to(root)}")
+
+
+def emulator_and_gateway(tmp: Path, up_port: int, gw_port: int,
+                         procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """The DeepSeek emulator on CPU 1 and `manxue serve` (metering off: the gateway alone) on
+    CPU 0 in front of it, both appended to `procs`; returns the gateway's process."""
+    procs.append(subprocess.Popen(pinned(1, [sys.executable, "-m", "manxue.testing.deepseek_emulator",
+                                             "--port", str(up_port)])))
+    cfg = tmp / "bench.toml"
+    cfg.write_text(f'data_dir = "{tmp / "data"}"\n[server]\nlog_level = "warning"\n'
+                   '[billing]\nenabled = false\n[[deployments]]\nname = "emu"\n'
+                   f'model = "deepseek-chat"\nbase_url = "http://127.0.0.1:{up_port}"\n')
+    gw = subprocess.Popen(pinned(0, [sys.executable, "-m", "manxue", "serve", "--config", str(cfg),
+                                     "--port", str(gw_port)]))
+    procs.append(gw)
+    return gw
