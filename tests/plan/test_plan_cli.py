@@ -30,10 +30,21 @@ def test_plan_json_has_the_contract_keys() -> None:
     assert r["kv_bytes_per_token"] == 70_272
     assert r["weights_bytes"] == 671e9
     assert r["fits"] is True and r["max_concurrent_sequences"] == 835
-    assert r["decode_tokens_per_s"] > 14_800 * 2          # above the published per-node figure
     assert r["prefill_tokens_per_s"] > 0
-    assert 0 < r["usd_per_million_output_tokens"] < 2.19
     assert r["price_list"]["unit_prices"]["output"] == "2.19"
+    t = r["throughput"]
+    assert t["basis"] == "calibrated on published measurements" and t["engine"] == "vllm"
+    for key in ("decode_tokens_per_s", "prefill_tokens_per_s", "single_sequence_tokens_per_s"):
+        assert 0 < t[key]["low"] < t[key]["value"] < t[key]["high"] <= t["bound"][key]
+    # the default batch keeps every user at 10 tok/s or more, not the most that fit
+    assert t["decode_tokens_per_s_per_sequence"]["value"] >= 10 and r["decode_batch"] < 835
+    margins = r["price_list"]["cost_profit_margin_range"]
+    assert margins["low"] < r["price_list"]["cost_profit_margin_at_capacity"] < margins["high"]
+    bound = json.loads(run("--model", "deepseek-r1", "--hardware", "h800", "--gpus", "16",
+                           "--efficiency", "1.0", "--user-speed", "0", "--json"))
+    assert bound["throughput"]["basis"] == "roofline bound" and bound["decode_batch"] == 835
+    assert bound["decode_tokens_per_s"] > 14_800 * 2      # the bound: above the published figure
+    assert 0 < bound["usd_per_million_output_tokens"] < 2.19
 
 
 def test_plan_json_when_it_does_not_fit() -> None:
@@ -54,7 +65,7 @@ def test_readable_reports() -> None:
                "--price-list", "deepseek-r1-2025-02")
     assert "70,272 B" in text and "835" in text and "cost-profit margin" in text
     assert "$87,072" in run("deepseek-day")
-    assert "DeepSeek production decode" in run("calibration")
+    assert "DeepSeek production decode" in run("calibration", "--json")
     assert "deepseek-v2-lite" in run("models") and "ascend-910b" in run("hardware")
 
 

@@ -24,7 +24,8 @@ def test_ratios_at_scale_are_within_an_order_of_magnitude() -> None:
     # Large, batched production systems land within 10× of the roof; a bound 100× away would
     # say nothing. Single-user and CPU engines may sit far below it.
     for anchor_id in ("deepseek-decode", "deepseek-prefill", "sglang-prefill", "sglang-decode",
-                      "vllm-wide-ep", "chitu-b2048", "ktransformers-decode"):
+                      "vllm-wide-ep", "chitu-b2048", "ktransformers-decode",
+                      "sglang-a100-llama-8b", "llamacpp-7b-h100-decode"):
         assert 1 <= ROWS[anchor_id].ratio < 10, anchor_id
 
 
@@ -39,8 +40,11 @@ def test_published_figures_are_the_facts() -> None:
     assert published["llamacpp-cpu-prefill"] == 10.31 and published["llamacpp-cpu-decode"] == 4.51
     assert published["chitu-b1"] == 24.30 and published["chitu-b16"] == 203.71
     assert published["chitu-b2048"] == 16_022.60
-    assert published["llamacpp-1.58bit-aggregate"] == 140
     assert published["llamacpp-1.58bit-single"] == 14
+    assert published["llamacpp-7b-m2-ultra-prefill"] == 1238.48
+    assert published["llamacpp-7b-m2-ultra-decode"] == 94.27
+    assert published["sglang-a100-llama-8b"] == 4281.51
+    assert published["rkllm-rk3588-qwen25-15b-decode"] == 16.69
 
 
 def test_moe_reads_only_active_weights_at_batch_one_and_all_at_large_batch() -> None:

@@ -17,6 +17,7 @@ PHASES = ("decode", "decode_per_sequence", "prefill")
 @dataclass(frozen=True, slots=True)
 class Anchor:
     id: str
+    engine: str
     label: str
     model: str
     hardware: str
@@ -31,6 +32,7 @@ class Anchor:
     per_nodes: int = 1
     per_gpus: int = 1
     cache_hit_share: float = 0.0
+    kv_bytes_per_token: int | None = None   # the engine's own cache layout, where it differs
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,8 @@ def anchors() -> tuple[Anchor, ...]:
 
 def estimate(a: Anchor, catalog: Catalog) -> float:
     cap = plan_capacity(Deployment(catalog.model(a.model), catalog.device(a.hardware), a.gpus,
-                                   a.precision, a.context), a.batch)
+                                   a.precision, a.context, engine=a.engine,
+                                   kv_bytes_per_token=a.kv_bytes_per_token), a.batch)
     if a.phase == "prefill":
         value = cap.prefill_tokens_per_s / (1 - a.cache_hit_share)
     elif a.phase == "decode_per_sequence":

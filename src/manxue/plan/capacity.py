@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from manxue.errors import InvalidParameters
 from manxue.plan.memory import MemoryPlan, kv_bytes_per_token, plan_memory, weights_bytes
@@ -30,6 +30,7 @@ class Deployment:
     overhead: float = 0.10
     kv_dtype: str = "bf16"
     kv_bytes_per_token: int | None = None   # override when the catalog lacks the layout
+    engine: str | None = None               # the serving engine, where it changes the roof
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,28 @@ def _precision(d: Deployment) -> tuple[Precision, float]:
     return p, weights_bytes(d.model, p)
 
 
+LAYER_SPLIT_ENGINES = ("llama.cpp", "manxue", "ollama")
+
+
+def engine_hardware(hw: HardwareSpec, engine: str | None) -> HardwareSpec:
+    """The hardware as `engine` uses it. llama.cpp's CPU kernels run on the SIMD units, not on
+    matrix units (AMX), and it does not keep weights next to the socket that reads them: on a
+    CPU host its compute roof is the vector peak and its bandwidth one socket's."""
+    if engine in LAYER_SPLIT_ENGINES and hw.kind == "cpu":
+        return replace(hw, bf16_tflops=hw.vector_tflops or hw.bf16_tflops,
+                       fp8_tflops=None if hw.vector_tflops else hw.fp8_tflops,
+                       int8_tops=None if hw.vector_tflops else hw.int8_tops,
+                       bandwidth_tbs=hw.bandwidth_tbs / hw.sockets)
+    return hw
+
+
+def working_devices(gpus: int, engine: str | None) -> int:
+    """Devices that work at the same time on one step: llama.cpp splits a model across GPUs by
+    layers, so they take turns (one device's bandwidth and compute); tensor- and
+    expert-parallel engines use all of them at once."""
+    return 1 if engine in LAYER_SPLIT_ENGINES else gpus
+
+
 def plan_capacity(d: Deployment, batch: int | None = None) -> Capacity:
     """Memory and throughput; decode at `batch` (default: the most sequences that fit)."""
     if d.kv_bytes_per_token is not None and d.kv_bytes_per_token < 1:
@@ -64,7 +87,8 @@ def plan_capacity(d: Deployment, batch: int | None = None) -> Capacity:
     precision, weights = _precision(d)
     kv = d.kv_bytes_per_token or kv_bytes_per_token(d.model, d.kv_dtype)
     memory = plan_memory(d.hw, d.gpus, weights, kv, d.context, d.overhead)
-    roof = Roofline(d.model, d.hw, d.gpus, precision, weights, kv, d.efficiency)
+    roof = Roofline(d.model, engine_hardware(d.hw, d.engine), working_devices(d.gpus, d.engine),
+                    precision, weights, kv, d.efficiency)
     n = batch if batch is not None else memory.max_concurrent_sequences
     if batch is not None and batch > memory.max_concurrent_sequences:
         raise InvalidParameters(

@@ -26,7 +26,8 @@ _MODEL_KEYS = {"id", "name", "aliases", "api_models", "layers", "hidden", "vocab
                "params_total", "params_active", "native_precision", "tokenizer", "source", "note",
                "attention", "experts"}
 _HW_KEYS = {"id", "name", "kind", "memory_gb", "bandwidth_tbs", "bf16_tflops", "fp8_tflops",
-            "int8_tops", "interconnect", "interconnect_gbs", "per_node", "source", "note", "aliases"}
+            "int8_tops", "vector_tflops", "sockets", "interconnect", "interconnect_gbs",
+            "per_node", "source", "note", "aliases", "unit"}
 
 
 def _check(t: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -75,12 +76,13 @@ def model_from_table(t: dict[str, Any], where: str) -> ModelSpec:
 
 def hardware_from_table(t: dict[str, Any], where: str) -> HardwareSpec:
     _check(t, _HW_KEYS, where)
-    opt = {k: float(t[k]) for k in ("fp8_tflops", "int8_tops", "interconnect_gbs") if k in t}
+    opt = {k: float(t[k]) for k in ("fp8_tflops", "int8_tops", "vector_tflops", "interconnect_gbs") if k in t}
     return HardwareSpec(
         id=str(t["id"]), name=str(t.get("name", t["id"])), kind=str(t.get("kind", "gpu")),
         memory_gb=float(t["memory_gb"]), bandwidth_tbs=float(t["bandwidth_tbs"]),
         bf16_tflops=float(t["bf16_tflops"]), interconnect=str(t.get("interconnect", "")),
-        per_node=int(t.get("per_node", 1)), source=str(t.get("source", "")),
+        per_node=int(t.get("per_node", 1)), sockets=int(t.get("sockets", 1)),
+        source=str(t.get("source", "")), unit=str(t.get("unit", "")),
         note=str(t.get("note", "")), aliases=tuple(t.get("aliases", ())), **opt)
 
 

@@ -13,12 +13,13 @@ from rich.console import Console
 
 from manxue.errors import ConfigError, ManxueError
 from manxue.plan import render
-from manxue.plan.capacity import plan_capacity
+from manxue.plan.calibrated import DEFAULT_USER_SPEED
 from manxue.plan.catalog import load_catalog
 from manxue.plan.cli_options import (
     CatalogOpt,
     ContextOpt,
     EfficiencyOpt,
+    EngineOpt,
     GpuHourOpt,
     GpusOpt,
     HardwareOpt,
@@ -28,6 +29,7 @@ from manxue.plan.cli_options import (
     PrecisionOpt,
     PriceListOpt,
     PricesOpt,
+    UserSpeedOpt,
     parse_money,
     parse_time,
     user_price_lists,
@@ -38,7 +40,7 @@ from manxue.plan.report import (
     PlanQuery,
     api_model_in,
     build_report,
-    deployment_for,
+    calibrated_for,
     jsonable,
 )
 from manxue.plan.specs import HardwareSpec, ModelSpec
@@ -81,7 +83,9 @@ def plan(
     at: Annotated[str | None, typer.Option(
         help="Price at this time (ISO 8601), time-of-day windows applied. \\[default: list prices]",
         show_default=False)] = None,
-    efficiency: EfficiencyOpt = 1.0,
+    efficiency: EfficiencyOpt = None,
+    engine: EngineOpt = None,
+    user_speed: UserSpeedOpt = DEFAULT_USER_SPEED,
     utilisation: Annotated[float, typer.Option(min=0.001, max=1.0,
                                                help="Share of the hours the GPUs are busy.")] = 1.0,
     overhead: Annotated[float, typer.Option(
@@ -91,7 +95,8 @@ def plan(
         min=1, help="Override the KV cache bytes per token (models without a published layout).",
         show_default=False)] = None,
     batch: Annotated[int | None, typer.Option(
-        min=1, help="Decode batch. \\[default: the most sequences that fit]", show_default=False)] = None,
+        min=1, help="Decode batch. \\[default: the largest that keeps --user-speed and fits]",
+        show_default=False)] = None,
     input_per_output: Annotated[float, typer.Option(
         min=0.0, help="Input tokens per output token, for revenue at a price list. "
         "\\[default: 608/168, DeepSeek's published day]", show_default=False)]
@@ -120,35 +125,43 @@ def plan(
         cat = load_catalog(catalog)
         q = PlanQuery(model, hardware, gpus, precision, context, parse_money(gpu_hour), price_list,
                       efficiency, utilisation, overhead, kv_dtype, kv_bytes_per_token, batch,
-                      input_per_output, hit_rate, parse_time(at))
+                      input_per_output, hit_rate, parse_time(at), engine, user_speed)
         report = build_report(q, cat, price_lists=user_price_lists(prices))
         if plot is not None:
             from manxue.plan.plot import write_plot
 
-            cap = plan_capacity(deployment_for(q, cat), batch)
+            cap = calibrated_for(q, cat).capacity
             report["plot"] = str(write_plot(cap, q.gpu_hour, utilisation, plot))
     if as_json:
         _print_json(report)
         return
     render.render_plan(report, out)
-    out.print("[dim]Throughputs are roofline upper bounds; pass --efficiency to derate "
-              "(see the calibration table: manxue plan calibration).[/dim]")
+    out.print(f"[dim]Throughputs: {report['throughput']['basis']} (manxue plan calibration); "
+              "--efficiency 1.0 shows the roofline bound.[/dim]")
     if plot is not None:
         out.print(f"charts written to {plot}")
 
 
 @plan_app.command("deepseek-day")
-def deepseek_day_cmd(as_json: JsonOpt = False) -> None:
+def deepseek_day_cmd(
+    derive: Annotated[bool, typer.Option(
+        "--derive", help="Rebuild the day from calibrated throughputs (DeepSeek's own "
+        "measurements left out): nodes, cost and margin next to the published ones.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """DeepSeek's published day (2025-02-27/28): $87,072 cost, $562,027 revenue, 545% margin.
 
-    Example: manxue plan deepseek-day --json
+    Example: manxue plan deepseek-day --derive
     """
     from manxue.plan.day import deepseek_day
+    from manxue.plan.day_derive import derived_day
 
     with _errors():
-        day = deepseek_day()
+        day = derived_day() if derive else deepseek_day()
     if as_json:
         _print_json(day)
+    elif derive:
+        render.render_derived_day(day, out)
     else:
         render.render_day(day, out)
 
@@ -174,7 +187,8 @@ def build_vs_buy_cmd(
         help="Time of hour 0 for an `hour` column (ISO 8601). \\[default: a Monday inside the list]",
         show_default=False)] = None,
     hit_rate: HitRateOpt = DEFAULT_HIT_RATE,
-    efficiency: EfficiencyOpt = 1.0,
+    efficiency: EfficiencyOpt = None,
+    engine: EngineOpt = None,
     catalog: CatalogOpt = None,
     prices: PricesOpt = None,
     as_json: JsonOpt = False,
@@ -193,8 +207,8 @@ def build_vs_buy_cmd(
     with _errors():
         cat = load_catalog(catalog)
         q = PlanQuery(model, hardware, gpus, precision, context, parse_money(gpu_hour),
-                      efficiency=efficiency, hit_rate=hit_rate)
-        cap = plan_capacity(deployment_for(q, cat))
+                      efficiency=efficiency, hit_rate=hit_rate, engine=engine)
+        cap = calibrated_for(q, cat).capacity
         plist = get_price_list(price_list, user_price_lists(prices))
         api_model = api_model_in(plist, cap.deployment.model)
         t0 = parse_time(start, "start") or default_start(plist, api_model)
@@ -243,15 +257,21 @@ def hardware_cmd(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
 
 @plan_app.command("calibration")
 def calibration_cmd(as_json: JsonOpt = False) -> None:
-    """Roofline estimates next to published serving measurements (estimate / published).
+    """Published measurements next to the roofline, and each predicted by the others.
 
     Example: manxue plan calibration
     """
     from manxue.plan.calibration import calibration
+    from manxue.plan.efficiency import _kinds, leave_one_out, loo_summary
 
     with _errors():
         rows = calibration()
+        loo = leave_one_out(rows, _kinds())
     if as_json:
-        _print_json([r.as_dict() for r in rows])
+        _print_json([r.as_dict() | {"loo_predicted": round(p.predicted, 2),
+                                    "loo_error": round(p.error, 4), "loo_factor": round(p.factor, 3),
+                                    "matched_on": list(p.matched_on),
+                                    "learned_from": list(p.learned_from)}
+                     for r, p in zip(rows, loo, strict=True)])
     else:
-        render.render_calibration(rows, out)
+        render.render_calibration(rows, loo, loo_summary(loo), out)

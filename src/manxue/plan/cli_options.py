@@ -25,8 +25,17 @@ ContextOpt = Annotated[int, typer.Option(min=1, help="Tokens of KV cache per seq
 GpuHourOpt = Annotated[str, typer.Option("--gpu-hour", help="USD per accelerator-hour.")]
 PriceListOpt = Annotated[str | None, typer.Option(
     "--price-list", help="Price list id to sell at (see `manxue prices`).", show_default=False)]
-EfficiencyOpt = Annotated[float, typer.Option(
-    min=0.001, max=1.0, help="Share of the roofline reached (1.0 = upper bound).")]
+EfficiencyOpt = Annotated[float | None, typer.Option(
+    min=0.001, max=1.0, show_default=False,
+    help="Share of the roofline reached, for every throughput (1.0 = the upper bound). "
+         "\\[default: calibrated on published measurements, by regime]")]
+EngineOpt = Annotated[str | None, typer.Option(
+    help="Serving engine, for the calibration: vllm, sglang, llama.cpp, ktransformers, rkllm, … "
+         "\\[default: vllm on GPUs, llama.cpp on CPUs and SoCs]", show_default=False)]
+UserSpeedOpt = Annotated[float, typer.Option(
+    "--user-speed", min=0.0,
+    help="Default decode batch: the largest that keeps each sequence at this many tokens/s "
+         "(0: the most that fit).")]
 CatalogOpt = Annotated[Path | None, typer.Option(
     "--catalog", help="TOML file with your own \\[\\[model]] / \\[\\[hardware]] entries.",
     show_default=False)]

@@ -33,16 +33,18 @@ def _table(title: str, *columns: str) -> Table:
 
 def render_plan(r: dict[str, Any], console: Console) -> None:
     m, hw = r["model"], r["hardware"]
-    head = _table(f"{m['name']} on {r['gpus']} × {hw['name']} ({r['nodes']} node(s)), "
-                  f"{r['precision']} weights, context {r['context']:,}")
+    unit = hw["unit"]
+    where = (f"{r['gpus']} × {hw['name']} ({r['nodes']} node(s))" if unit == "GPU"
+             else f"{r['gpus']} {unit}(s): {hw['name']}")
+    head = _table(f"{m['name']} on {where}, {r['precision']} weights, context {r['context']:,}")
     mem = [("weights", gb(r["weights_bytes"])), ("overhead allowance", gb(r["overhead_bytes"])),
            ("KV cache budget", gb(r["kv_budget_bytes"])), ("total memory", gb(r["memory_bytes"])),
            ("KV cache per token", f"{r['kv_bytes_per_token']:,} B ({r['kv_dtype']})"),
            ("KV cache per sequence", gb(r["kv_bytes_per_sequence"])),
            ("fits", "yes" if r["fits"] else "[red]no[/red]"),
            ("max concurrent sequences", num(r["max_concurrent_sequences"])),
-           ("smallest deployment that fits", f"{r['min_gpus_to_fit']} GPUs "
-                                              f"({r['min_nodes_to_fit']} node(s))")]
+           ("smallest deployment that fits", f"{r['min_gpus_to_fit']} {unit}(s)"
+            + (f" ({r['min_nodes_to_fit']} node(s))" if unit == "GPU" else ""))]
     for k, v in mem:
         head.add_row(k, v)
     console.print(head)
@@ -50,16 +52,26 @@ def render_plan(r: dict[str, Any], console: Console) -> None:
         console.print("[red]does not fit:[/red] raise --gpus, lower --context or use a smaller "
                       "--precision")
         return
-    tp = _table("Throughput (roofline upper bound)", "", "total", "per GPU")
-    tp.add_row(f"decode, batch {r['decode_batch']:,} ({r['decode_bound']}-bound)",
-               num(r["decode_tokens_per_s"]) + " tok/s", num(r["per_gpu"]["decode_tokens_per_s"]))
-    tp.add_row("decode, per sequence at that batch", num(r["decode_tokens_per_s_per_sequence"], 1),
-               "")
-    tp.add_row("decode, one sequence alone", num(r["single_sequence_tokens_per_s"], 1), "")
-    tp.add_row("prefill (compute-bound)", num(r["prefill_tokens_per_s"]) + " tok/s",
-               num(r["per_gpu"]["prefill_tokens_per_s"]))
+    t = r["throughput"]
+    tp = _table(f"Throughput, tokens/s ({t['basis']}, {t['engine']})", "", "expected",
+                "low – high", f"per {unit}", "bound")
+
+    def row(label: str, key: str, digits: int = 0, per_unit: bool = False) -> None:
+        v = t[key]
+        tp.add_row(label, num(v["value"], digits), f"{num(v['low'], digits)} – "
+                   f"{num(v['high'], digits)}", num(v["value"] / r["gpus"]) if per_unit else "",
+                   num(t["bound"][key], digits) if key in t["bound"] else "")
+
+    row(f"decode, batch {r['decode_batch']:,} ({r['decode_bound']}-bound)", "decode_tokens_per_s",
+        per_unit=True)
+    row("decode, per sequence at that batch", "decode_tokens_per_s_per_sequence", 1)
+    row("decode, one sequence alone", "single_sequence_tokens_per_s", 1)
+    row("prefill", "prefill_tokens_per_s", per_unit=True)
     console.print(tp)
-    cost = _table(f"Cost at ${float(r['gpu_hour_usd']):g}/GPU-hour, utilisation "
+    if not t["batch_meets_target"]:
+        console.print(f"[yellow]no batch keeps {t['per_user_speed_target']:g} tok/s per user "
+                      "here: batch 1 shown (lower --user-speed, or use faster hardware)[/yellow]")
+    cost = _table(f"Cost at ${float(r['gpu_hour_usd']):g}/{unit}-hour, utilisation "
                   f"{r['utilisation']:.0%}: ${float(r['cost_usd_per_hour']):,.2f}/hour",
                   "per 1M tokens", "USD")
     cost.add_row("output", usd(r["usd_per_million_output_tokens"]))
@@ -80,7 +92,10 @@ def render_price_block(p: dict[str, Any], console: Console) -> None:
                              f"{p['mix']['cache_hit_rate']:.1%} cache hits")
     t.add_row("revenue per hour at capacity", usd(p["revenue_usd_per_hour_at_capacity"], 2))
     t.add_row("cost per hour", usd(p["cost_usd_per_hour"], 2))
-    t.add_row("cost-profit margin", "—" if margin is None else f"{float(margin):.0%}")
+    ends = p.get("cost_profit_margin_range", {})
+    span = (f" (range {float(ends['low']):.0%} – {float(ends['high']):.0%})"
+            if ends.get("low") is not None and ends.get("high") is not None else "")
+    t.add_row("cost-profit margin", "—" if margin is None else f"{float(margin):.0%}{span}")
     t.add_row("break-even price", "—" if p["break_even_fraction_of_list_price"] is None
               else f"{float(p['break_even_fraction_of_list_price']):.1%} of list")
     console.print(t)
@@ -111,6 +126,22 @@ def render_day(d: dict[str, Any], console: Console) -> None:
     console.print(t)
 
 
+def render_derived_day(d: dict[str, Any], console: Console) -> None:
+    t = _table("DeepSeek's day derived from calibrated throughputs (its own rows left out)",
+               "line", "derived", "published", "gap", "how")
+    for line in d["lines"]:
+        t.add_row(line["line"], f"{line['derived']:,}", f"{line['published']:,}",
+                  f"{line['gap_percent']:+.1f}%", line["note"])
+    console.print(t)
+    ok = d["within_25_percent"]
+    console.print(f"within ±25%: nodes {'yes' if ok['nodes'] else 'NO'}, cost "
+                  f"{'yes' if ok['cost'] else 'NO'}, margin {'yes' if ok['margin'] else 'NO'}; "
+                  f"prefill efficiency {d['efficiency']['prefill']['efficiency']:.3f} from "
+                  f"{', '.join(d['efficiency']['prefill']['learned_from'])}; decode "
+                  f"{d['efficiency']['decode']['efficiency']:.3f} from "
+                  f"{', '.join(d['efficiency']['decode']['learned_from'])}")
+
+
 def render_build_vs_buy(b: dict[str, Any], console: Console) -> None:
     n = b["need_units"]
     console.print(f"{b['hours']} hours of traffic, scaled to a {b['month_hours']}-hour month; one unit "
@@ -127,12 +158,16 @@ def render_build_vs_buy(b: dict[str, Any], console: Console) -> None:
     console.print(t)
 
 
-def render_calibration(rows: list[CalibrationRow], console: Console) -> None:
-    t = _table("Roofline estimate vs published measurement", "anchor", "published", "estimate",
-               "ratio")
-    for r in rows:
-        t.add_row(r.anchor.label, num(r.anchor.published, 2), num(r.estimate, 1), f"{r.ratio:.2f}")
+def render_calibration(rows: list[CalibrationRow], loo: list[Any], summary: dict[str, float],
+                       console: Console) -> None:
+    t = _table("Published measurements, the roofline, and each predicted from the others",
+               "anchor", "published", "roofline", "ratio", "leave-one-out", "off by")
+    for r, p in zip(rows, loo, strict=True):
+        t.add_row(r.anchor.label, num(r.anchor.published, 2), num(r.estimate, 1),
+                  f"{r.ratio:.2f}", num(p.predicted, 1), f"{p.factor:.2f}×")
     console.print(t)
+    console.print(f"leave-one-out over {summary['rows']:.0f} rows: median error "
+                  f"{summary['median_error']:.0%}, worst {summary['worst_factor']:.2f}×")
 
 
 def render_models(catalog: Catalog, console: Console) -> None:

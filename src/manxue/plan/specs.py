@@ -76,12 +76,20 @@ class HardwareSpec:
     bf16_tflops: float
     fp8_tflops: float | None = None
     int8_tops: float | None = None
+    vector_tflops: float | None = None   # SIMD peak for engines without matrix-unit kernels
+    sockets: int = 1                     # CPU hosts: NUMA nodes the memory is split over
+    unit: str = ""                       # what one entry is: GPU, host, socket, machine, board
     interconnect: str = ""
     interconnect_gbs: float | None = None
     per_node: int = 8
     source: str = ""
     note: str = ""
     aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def unit_name(self) -> str:
+        """What `--gpus N` counts for this hardware: GPUs, or hosts / machines for CPUs and SoCs."""
+        return self.unit or {"cpu": "host", "soc": "machine", "npu": "board"}.get(self.kind, "GPU")
 
     @property
     def memory_bytes(self) -> float:

@@ -1,8 +1,9 @@
 """GET /v1/plan?model=…&hardware=…&gpus=…: the planner's report, the JSON of `manxue plan --json`.
 
 Query parameters: model, hardware (required); gpus (8), precision, context (8192),
-gpu_hour (2.0), price_list, at, efficiency (1.0), utilisation (1.0), overhead (0.10),
-kv_dtype (bf16), kv_bytes_per_token, batch, input_per_output, hit_rate.
+gpu_hour (2.0), price_list, at, efficiency (calibrated; 1.0 = the roofline bound), engine,
+user_speed (10), utilisation (1.0), overhead (0.10), kv_dtype (bf16), kv_bytes_per_token,
+batch, input_per_output, hit_rate.
 Only catalog models are accepted here (no file paths). Errors are raised as manxue errors
 and rendered as OpenAI error JSON by the server middleware.
 """
@@ -17,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from manxue.errors import InvalidParameters
+from manxue.plan.calibrated import DEFAULT_USER_SPEED
 from manxue.plan.catalog import builtin_catalog
 from manxue.plan.report import (
     DEFAULT_HIT_RATE,
@@ -30,7 +32,7 @@ from manxue.plan.values import parse_money, parse_time
 T = TypeVar("T")
 _KNOWN = {"model", "hardware", "gpus", "precision", "context", "gpu_hour", "price_list", "at",
           "efficiency", "utilisation", "overhead", "kv_dtype", "kv_bytes_per_token", "batch",
-          "input_per_output", "hit_rate"}
+          "input_per_output", "hit_rate", "engine", "user_speed"}
 
 
 def _get(query: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
@@ -61,7 +63,9 @@ def query_from(query: Mapping[str, str]) -> PlanQuery:
         context=_get(query, "context", int, 8192),
         gpu_hour=parse_money(query.get("gpu_hour") or "2.0"),
         price_list=query.get("price_list") or None, at=parse_time(query.get("at")),
-        efficiency=_get(query, "efficiency", float, 1.0),
+        efficiency=_get(query, "efficiency", float, None),
+        engine=query.get("engine") or None,
+        user_speed=_get(query, "user_speed", float, DEFAULT_USER_SPEED),
         utilisation=_get(query, "utilisation", float, 1.0),
         overhead=_get(query, "overhead", float, 0.10), kv_dtype=query.get("kv_dtype") or "bf16",
         kv_bytes_per_token=_get(query, "kv_bytes_per_token", int, None),
@@ -76,6 +80,9 @@ def plan_report(query: Mapping[str, str]) -> dict[str, Any]:
         raise InvalidParameters("gpus must be between 1 and 100000", param="gpus")
     if q.context > 10_000_000:
         raise InvalidParameters("context must be at most 10,000,000 tokens", param="context")
+    if not 0 <= q.user_speed <= 100_000:
+        raise InvalidParameters("user_speed must be between 0 and 100000 tokens/s",
+                                param="user_speed")
     if q.batch is not None and q.batch < 1:
         raise InvalidParameters("batch must be >= 1", param="batch")
     if q.gpu_hour > Decimal(1_000_000):
