@@ -37,7 +37,8 @@ def test_a_killed_replicas_journal_is_replayed_once(tmp_path: Path, postgres_url
     cfg = tmp_path / "prod.toml"
     cfg.write_text(f'database_url = "{postgres_url}"\ndata_dir = "{tmp_path / "here"}"\n')
 
-    kept = _run(str(journal), "--config", str(cfg), "--keep")
+    # the replica's data directory is taken for its journal
+    kept = _run(str(journal.parent), "--config", str(cfg), "--keep")
     assert kept.returncode == 0, kept.stderr
     assert "120 row(s), 120 new in the ledger, 0 already there" in kept.stdout
     again = _run(str(journal), "--config", str(cfg))  # the same rows: nothing counted twice

@@ -32,7 +32,7 @@ err = Console(stderr=True)
 @ledger_app.command("replay")
 def replay(
     directory: Annotated[Path, typer.Argument(
-        metavar="DIR", help="A journal directory (a replica's DATA_DIR/journal).",
+        metavar="DIR", help="A journal directory (a replica's DATA_DIR/journal, or its DATA_DIR).",
         exists=True, file_okay=False, show_default=False)],
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", envvar="MANXUE_CONFIG",
@@ -44,6 +44,8 @@ def replay(
 
     Example: manxue ledger replay /mnt/dead-replica/journal --config prod.toml
     """
+    if not any(directory.glob("segment-*")) and (directory / "journal").is_dir():
+        directory = directory / "journal"     # given the replica's DATA_DIR
     try:
         engine = open_engine(load_settings(config).resolved_database_url())
     except ConfigError as exc:

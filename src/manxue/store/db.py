@@ -80,11 +80,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# any constant: every manxue process migrating one PostgreSQL database takes the same lock
+_MIGRATION_LOCK = 0x6D616E78   # "manx"
+
+
 def upgrade(engine: Engine) -> None:
-    """Apply every migration not yet applied (numbered, add-only)."""
+    """Apply every migration not yet applied (numbered, add-only). On PostgreSQL the
+    migrating transaction holds an advisory lock first, so replicas that start together on an
+    empty database migrate one after another instead of racing to create the same tables."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
