@@ -115,3 +115,27 @@ def test_unknown_engine_is_a_clear_error() -> None:
     res = runner.invoke(plan_app, ["-m", "deepseek-r1", "--hardware", "h800", "-n", "16",
                                    "--engine", "warp-drive"])
     assert res.exit_code == 2 and "unknown engine 'warp-drive'" in res.output
+
+
+def test_launch_prints_the_engine_commands_node_by_node() -> None:
+    r = json.loads(run("-m", "deepseek-v3", "--hardware", "h800", "--gpus", "16",
+                       "--launch", "sglang", "--json"))
+    launch = r["launch"]
+    assert launch["nodes"] == 2 and launch["tensor_parallel"] == 16 and launch["expert_parallel"]
+    cmds = [c["command"] for c in launch["commands"]]
+    assert len(cmds) == 2 and all("--tp-size 16 --nnodes 2" in c for c in cmds)
+    assert "--node-rank 0" in cmds[0] and "--node-rank 1" in cmds[1]
+    assert all("--model-path deepseek-ai/DeepSeek-V3" in c for c in cmds)
+    v = json.loads(run("-m", "deepseek-v3", "--hardware", "h800", "--gpus", "16",
+                       "--launch", "vllm", "--json"))["launch"]
+    assert (v["tensor_parallel"], v["pipeline_parallel"]) == (8, 2)
+    only = v["commands"][0]["command"]
+    assert "--distributed-executor-backend ray" in only and "--enable-expert-parallel" in only
+    assert any("ray start" in n for n in v["commands"][0]["notes"])
+    text = run("-m", "deepseek-v3", "--hardware", "h800", "--gpus", "16", "--launch", "vllm")
+    assert "[[deployments]]" in text and "node 0:" in text
+    for bad, message in ((["--hardware", "mini-pc", "--gpus", "1"], "launch commands are for GPUs"),
+                         (["--hardware", "h800", "--gpus", "8"], "does not fit"),
+                         (["--hardware", "h800", "--gpus", "12"], "whole nodes")):
+        res = runner.invoke(plan_app, ["-m", "deepseek-v3", *bad, "--launch", "vllm"])
+        assert res.exit_code == 2 and message in res.output, res.output

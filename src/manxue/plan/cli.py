@@ -108,6 +108,9 @@ def plan(
     plot: Annotated[Path | None, typer.Option(
         help="Write charts (memory, decode throughput and cost vs batch) to this PNG.",
         show_default=False)] = None,
+    launch: Annotated[str | None, typer.Option(
+        "--launch", help="Also print the vllm or sglang command lines for this deployment, "
+        "node by node.", show_default=False)] = None,
 ) -> None:
     """Plan a deployment: memory, KV cache, roofline throughput, token cost and margin.
 
@@ -127,6 +130,10 @@ def plan(
                       efficiency, utilisation, overhead, kv_dtype, kv_bytes_per_token, batch,
                       input_per_output, hit_rate, parse_time(at), engine, user_speed)
         report = build_report(q, cat, price_lists=user_price_lists(prices))
+        if launch is not None:
+            from manxue.plan.launch import launch_plan
+
+            report["launch"] = launch_plan(calibrated_for(q, cat).capacity, launch.lower())
         if plot is not None:
             from manxue.plan.plot import write_plot
 
@@ -136,6 +143,8 @@ def plan(
         _print_json(report)
         return
     render.render_plan(report, out)
+    if "launch" in report:
+        render.render_launch(report["launch"], out)
     out.print(f"[dim]Throughputs: {report['throughput']['basis']} (manxue plan calibration); "
               "--efficiency 1.0 shows the roofline bound.[/dim]")
     if plot is not None:

@@ -83,6 +83,19 @@ def render_plan(r: dict[str, Any], console: Console) -> None:
         render_price_block(r["price_list"], console)
 
 
+def render_launch(launch: dict[str, Any], console: Console) -> None:
+    console.print(f"[bold]Launch with {launch['engine']}[/bold]: {launch['nodes']} node(s) × "
+                  f"{launch['gpus_per_node']} GPUs, tp {launch['tensor_parallel']}, pp "
+                  f"{launch['pipeline_parallel']}"
+                  + (", expert parallel" if launch["expert_parallel"] else ""))
+    for node in launch["commands"]:
+        for note in node["notes"]:
+            console.print(f"note: {note}", soft_wrap=True, markup=False, highlight=False)
+        console.print(f"node {node['node_rank']}:", soft_wrap=True)
+        console.print(f"  {node['command']}", soft_wrap=True, markup=False, highlight=False)
+    console.print(f"then {launch['then']}", soft_wrap=True, markup=False, highlight=False)
+
+
 def render_price_block(p: dict[str, Any], console: Console) -> None:
     u = p["unit_prices"]
     t = _table(f"Selling at {p['id']} ({p['model']}: {u['hit']} / {u['miss']} / {u['output']} "
