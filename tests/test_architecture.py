@@ -41,8 +41,9 @@ ALLOWED: dict[str, set[str]] = {
     "accounting": {"store", "pricing", "settings", "metrics"},
     "store": set(),
     "pricing": {"settings"},
-    # clients of pure functions (and, for verify, of the engine as a library)
-    "plan": {"pricing"},
+    # clients of pure functions (and, for verify and plan measure, of the engine as a library;
+    # plan build-vs-buy reads the ledger through accounting's reports)
+    "plan": {"pricing", "engine_launch", "engine", "accounting", "settings"},
     "verify": {"engine", "accounting"},  # accounting: exact token counts (tokencount)
     "engine_launch": set(),
     # the top: entry points and the loopback harness for tests, benchmarks and demos

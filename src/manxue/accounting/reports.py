@@ -245,3 +245,34 @@ def invoice_csv(engine: Engine, tenant: str, month: str) -> str:
     for t in inv["totals"]:
         w.writerow([tenant, month, "TOTAL", "", "", "", "", "", "", t["amount"], t["currency"]])
     return buf.getvalue()
+
+
+def hourly_tokens(engine: Engine, since: datetime, until: datetime,
+                  models: tuple[str, ...] = ()) -> dict[datetime, tuple[int, int, int]]:
+    """Prompt, cache-hit and completion tokens per UTC hour in [since, until), optionally of
+    some request models only (the traffic profile `plan build-vs-buy --from-ledger` reads)."""
+    q = select(ledger.c.at, ledger.c.prompt_tokens, ledger.c.cache_hit_tokens,
+               ledger.c.completion_tokens).where(ledger.c.at >= since, ledger.c.at < until)
+    if models:
+        q = q.where(ledger.c.model.in_(list(models)))
+    sums: dict[datetime, list[int]] = {}
+    with engine.connect() as conn:
+        for at, prompt, hit, completion in conn.execute(q.execution_options(yield_per=5000)):
+            hour = assume_utc(at).replace(minute=0, second=0, microsecond=0)
+            s = sums.setdefault(hour, [0, 0, 0])
+            s[0] += prompt or 0
+            s[1] += hit or 0
+            s[2] += completion or 0
+    return {h: (s[0], s[1], s[2]) for h, s in sums.items()}
+
+
+def hourly_tokens_at(database_url: str, since: datetime, until: datetime,
+                     models: tuple[str, ...] = ()) -> dict[datetime, tuple[int, int, int]]:
+    """`hourly_tokens` of the ledger in the database at `database_url`."""
+    from manxue.store.db import open_engine
+
+    engine = open_engine(database_url)
+    try:
+        return hourly_tokens(engine, since, until, models)
+    finally:
+        engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -177,10 +178,22 @@ def deepseek_day_cmd(
 
 @plan_app.command("build-vs-buy")
 def build_vs_buy_cmd(
-    traffic: Annotated[Path, typer.Option(
+    traffic: Annotated[Path | None, typer.Option(
         help="CSV: time (or hour), input_tokens, output_tokens, optional cache_hit_tokens; one "
              "row per hour.",
-        show_default=False)],
+        show_default=False)] = None,
+    from_ledger: Annotated[bool, typer.Option(
+        "--from-ledger", help="Read the hourly traffic from the gateway's usage ledger instead "
+        "(the database of --config).")] = False,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", envvar="MANXUE_CONFIG",
+        help="With --from-ledger: the gateway's config file (its database_url). "
+             "\\[default: the local database]", show_default=False)] = None,
+    days: Annotated[float, typer.Option(
+        min=0.05, help="With --from-ledger: how many days back to read.")] = 7.0,
+    ledger_model: Annotated[list[str] | None, typer.Option(
+        "--ledger-model", help="With --from-ledger: only requests for this model (repeatable). "
+        "\\[default: every model]", show_default=False)] = None,
     model: ModelOpt = None,
     hardware: HardwareOpt = None,
     gpus: GpusOpt = 8,
@@ -204,7 +217,7 @@ def build_vs_buy_cmd(
 ) -> None:
     """Monthly cost of a cloud API vs self-hosting for the peak vs a hybrid, for a traffic profile.
 
-    Example: manxue plan build-vs-buy --traffic traffic.csv -m deepseek-r1 --hardware h800 --gpus 16
+    Example: manxue plan build-vs-buy --from-ledger --config prod.toml -m deepseek-r1 --hardware h800 -n 16
     """
     from manxue.plan.build_vs_buy import DEFAULT_PERCENTILES, compare, default_start
     from manxue.plan.traffic import read_traffic
@@ -213,6 +226,12 @@ def build_vs_buy_cmd(
     if model is None or hardware is None:
         err.print("[red]error:[/red] --model and --hardware are both required")
         raise typer.Exit(2)
+    if (traffic is None) == (not from_ledger):
+        err.print("[red]error:[/red] give the traffic as --traffic FILE or --from-ledger, "
+                  "not both" if traffic is not None else
+                  "[red]error:[/red] give the traffic as --traffic FILE or --from-ledger")
+        raise typer.Exit(2)
+    profile: dict[str, Any] | None = None
     with _errors():
         cat = load_catalog(catalog)
         q = PlanQuery(model, hardware, gpus, precision, context, parse_money(gpu_hour),
@@ -221,13 +240,45 @@ def build_vs_buy_cmd(
         plist = get_price_list(price_list, user_price_lists(prices))
         api_model = api_model_in(plist, cap.deployment.model)
         t0 = parse_time(start, "start") or default_start(plist, api_model)
-        hours = read_traffic(traffic, t0, hit_rate)
+        if traffic is not None:
+            hours = read_traffic(traffic, t0, hit_rate)
+        else:
+            entries = plist.entries_for(api_model)
+            hours, profile = _ledger_hours(config, days, tuple(ledger_model or ()), t0,
+                                           lambda t: any(e.covers(t) for e in entries))
         result = compare(hours, cap, q.gpu_hour, plist, api_model,
                          tuple(percentile) if percentile else DEFAULT_PERCENTILES)
+        if profile is not None:
+            result["traffic_profile"] = profile
     if as_json:
         _print_json(result)
     else:
         render.render_build_vs_buy(result, out)
+
+
+def _ledger_hours(config: Path | None, days: float, models: tuple[str, ...],
+                  priced_from: datetime, priced: Callable[[datetime], bool]
+                  ) -> tuple[list[Any], dict[str, Any]]:
+    """The ledger's hourly traffic over the last `days`, moved by whole weeks into the price
+    list's validity when the list does not price the ledger's own dates (weekday and hour of
+    day, which time-of-day prices depend on, are kept)."""
+    from datetime import UTC, timedelta
+
+    from manxue.accounting.reports import hourly_tokens_at
+    from manxue.plan.ledger_traffic import hours_from_sums, profile
+    from manxue.plan.traffic import HourTraffic
+    from manxue.settings import load_settings
+
+    until = datetime.now(UTC)
+    sums = hourly_tokens_at(load_settings(config).resolved_database_url(),
+                            until - timedelta(days=days), until, models)
+    hours = hours_from_sums(sums, f" for {', '.join(models)}" if models else "")
+    found = profile(hours) | {"source": "ledger", "models": list(models) or "all"}
+    if not (priced(hours[0].when) and priced(hours[-1].when)):
+        weeks = (priced_from - hours[0].when) // timedelta(weeks=1) + 1
+        hours = [HourTraffic(h.when + timedelta(weeks=weeks), h.usage) for h in hours]
+        found["priced_as_of"] = hours[0].when.isoformat()
+    return hours, found
 
 
 def _listing(catalog: Path | None, as_json: bool, pick: Callable[[Any], Any],
@@ -244,6 +295,63 @@ def _spec_json(spec: ModelSpec | HardwareSpec) -> dict[str, Any]:
     from dataclasses import asdict
 
     return asdict(spec)
+
+
+@plan_app.command("measure")
+def measure_cmd(
+    model: Annotated[Path | None, typer.Option(
+        "--model", "-m", help="GGUF file to time. \\[default: the shipped SmolLM2-135M]",
+        show_default=False)] = None,
+    batches: Annotated[str, typer.Option(help="Decode batch sizes, comma-separated.")] = "1,4,8",
+    tokens: Annotated[int, typer.Option(min=4, max=4096,
+                                        help="Tokens each sequence generates.")] = 64,
+    prompt: Annotated[int, typer.Option(min=16, max=32768,
+                                        help="Prompt tokens for the prefill timing.")] = 512,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="CPU threads. \\[default: all]", show_default=False)] = None,
+    hardware: Annotated[str | None, typer.Option(
+        help="Catalog hardware to predict for. \\[default: this host, measured]",
+        show_default=False)] = None,
+    save: Annotated[Path | None, typer.Option(
+        help="Store the measurements as calibration rows for this hardware in this TOML file; "
+             "later plans on this machine learn from them. \\[default: not stored]",
+        show_default=False)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Time the embedded engine here (prefill, decode at a few batches) against the prediction.
+
+    Example: manxue plan measure --batches 1,4,8 --save ~/.local/share/manxue/plan-calibration.toml
+    """
+    from manxue.plan.measure import measure, save_points
+
+    try:
+        sizes = sorted({int(b) for b in batches.split(",") if b.strip()})
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1 or max(sizes) > 64:
+        err.print("[red]error:[/red] --batches takes sizes from 1 to 64, e.g. 1,4,8")
+        raise typer.Exit(2)
+    with _errors():
+        path = model or _shipped_model()
+        hw = load_catalog(None).device(hardware) if hardware else None
+        with err.status("measuring") as status:
+            result = measure(path, sizes, prompt, tokens, threads, hw,
+                             lambda text: status.update(f"measuring: {text}"))
+        if save is not None:
+            result["saved"] = {"file": str(save), "rows": save_points(save, result)}
+    if as_json:
+        _print_json(result)
+    else:
+        render.render_measure(result, out)
+
+
+def _shipped_model() -> Path:
+    from manxue.engine.default_model import default_model_path
+
+    try:
+        return default_model_path()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{exc}; or pass --model FILE") from None
 
 
 @plan_app.command("models")
@@ -271,11 +379,11 @@ def calibration_cmd(as_json: JsonOpt = False) -> None:
     Example: manxue plan calibration
     """
     from manxue.plan.calibration import calibration
-    from manxue.plan.efficiency import _kinds, leave_one_out, loo_summary
+    from manxue.plan.efficiency import leave_one_out, loo_summary
 
     with _errors():
         rows = calibration()
-        loo = leave_one_out(rows, _kinds())
+        loo = leave_one_out(rows)
     if as_json:
         _print_json([r.as_dict() | {"loo_predicted": round(p.predicted, 2),
                                     "loo_error": round(p.error, 4), "loo_factor": round(p.factor, 3),

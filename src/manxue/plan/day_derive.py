@@ -42,10 +42,8 @@ class Derived:
 
 
 def _model_without_deepseek() -> EfficiencyModel:
-    from manxue.plan.efficiency import _kinds
-
     rows = [r for r in calibration() if r.anchor.engine != "deepseek"]
-    return EfficiencyModel(rows, _kinds())
+    return EfficiencyModel(rows)
 
 
 def derive(model: EfficiencyModel | None = None) -> tuple[Derived, dict[str, Any]]:

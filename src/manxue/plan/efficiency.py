@@ -19,9 +19,10 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from manxue.plan.calibration import Anchor, CalibrationRow, calibration
+from manxue.plan.calibration import Anchor, CalibrationRow, calibration, default_local_file
 
 # engine → family: engines whose kernels and schedulers behave alike share what they learn
 ENGINE_FAMILIES = {
@@ -98,8 +99,8 @@ class _Point:
 class EfficiencyModel:
     """Efficiencies by regime from calibration rows (published / estimate)."""
 
-    def __init__(self, rows: Iterable[CalibrationRow], kinds: dict[str, str]) -> None:
-        self.points = tuple(_Point(r.anchor.id, anchor_regime(r.anchor, kinds[r.anchor.hardware]),
+    def __init__(self, rows: Iterable[CalibrationRow]) -> None:
+        self.points = tuple(_Point(r.anchor.id, anchor_regime(r.anchor, r.kind),
                                    -math.log(r.ratio)) for r in rows if r.estimate > 0)
         self._floor = MIN_SPREAD
 
@@ -156,13 +157,13 @@ class LooRow:
                 "learned_from": list(self.learned_from)}
 
 
-def leave_one_out(rows: Sequence[CalibrationRow], kinds: dict[str, str]) -> list[LooRow]:
+def leave_one_out(rows: Sequence[CalibrationRow]) -> list[LooRow]:
     """Each row predicted by the model learned from all the others."""
-    model = EfficiencyModel(rows, kinds)
+    model = EfficiencyModel(rows)
     out = []
     for row in rows:
         a = row.anchor
-        eff = model.efficiency(anchor_regime(a, kinds[a.hardware]), exclude=(a.id,))
+        eff = model.efficiency(anchor_regime(a, row.kind), exclude=(a.id,))
         out.append(LooRow(a.id, a.label, a.published, row.estimate, row.estimate * eff.value,
                           eff.value, eff.level, eff.basis))
     return out
@@ -174,15 +175,15 @@ def loo_summary(loo: Sequence[LooRow]) -> dict[str, float]:
             "median_factor": statistics.median(r.factor for r in loo)}
 
 
-def _kinds() -> dict[str, str]:
-    from manxue.plan.catalog import builtin_catalog
+@lru_cache(maxsize=4)
+def _model_for(local: Path | None, stamp: float) -> EfficiencyModel:
+    rows = calibration(local=local)
+    summary = loo_summary(leave_one_out(calibration()))
+    return EfficiencyModel(rows).with_floor(summary["median_factor"])
 
-    return {h.id: h.kind for h in builtin_catalog().hardware.values()}
 
-
-@lru_cache(maxsize=1)
 def builtin_model() -> EfficiencyModel:
-    """The shipped table's model; its range floor is the table's median leave-one-out factor."""
-    rows, kinds = calibration(), _kinds()
-    summary = loo_summary(leave_one_out(rows, kinds))
-    return EfficiencyModel(rows, kinds).with_floor(summary["median_factor"])
+    """The shipped table plus this machine's measured rows, if any (`plan measure --save`);
+    the range floor is the shipped table's median leave-one-out factor."""
+    local = default_local_file()
+    return _model_for(local, local.stat().st_mtime if local else 0.0)

@@ -157,6 +157,13 @@ def render_derived_day(d: dict[str, Any], console: Console) -> None:
 
 def render_build_vs_buy(b: dict[str, Any], console: Console) -> None:
     n = b["need_units"]
+    p = b.get("traffic_profile")
+    if p:
+        ratio = "—" if p["peak_to_trough"] is None else f"{p['peak_to_trough']:.1f}"
+        console.print(f"traffic from the ledger, {p['from'][:16]} → {p['to'][:16]} UTC: "
+                      f"{p['input_tokens']:,} input tokens ({p['cache_hit_share']:.1%} cache "
+                      f"hits), {p['output_tokens']:,} output; peak / trough hour {ratio}"
+                      + (f"; priced as of {p['priced_as_of'][:10]}" if "priced_as_of" in p else ""))
     console.print(f"{b['hours']} hours of traffic, scaled to a {b['month_hours']}-hour month; one unit "
                   f"= {b['unit']['gpus']} × {b['unit']['hardware']} at "
                   f"${float(b['unit']['usd_per_hour']):,.2f}/h; need per hour: peak {n['peak']:.2f}, "
@@ -181,6 +188,23 @@ def render_calibration(rows: list[CalibrationRow], loo: list[Any], summary: dict
     console.print(t)
     console.print(f"leave-one-out over {summary['rows']:.0f} rows: median error "
                   f"{summary['median_error']:.0%}, worst {summary['worst_factor']:.2f}×")
+
+
+def render_measure(m: dict[str, Any], console: Console) -> None:
+    hw = m["hardware"]
+    console.print(f"{m['model_name']} on {hw['name']}: {hw['bandwidth_tbs'] * 1000:,.1f} GB/s, "
+                  f"{hw['vector_tflops'] * 1000:,.0f} GFLOP/s float32, {m['threads']} threads")
+    t = _table("Measured vs predicted (tokens/s)", "", "measured", "predicted", "low – high",
+               "bound", "measured / predicted")
+    for r in m["rows"]:
+        label = "prefill" if r["phase"] == "prefill" else f"decode, batch {r['batch']}"
+        ratio = r["measured_over_predicted"]
+        t.add_row(label, num(r["measured_tokens_per_s"], 1), num(r["predicted_tokens_per_s"], 1),
+                  f"{num(r['predicted_low'], 1)} – {num(r['predicted_high'], 1)}",
+                  num(r["bound_tokens_per_s"], 1), "—" if ratio is None else f"{ratio:.2f}")
+    console.print(t)
+    if "saved" in m:
+        console.print(f"stored {m['saved']['rows']} calibration row(s) in {m['saved']['file']}")
 
 
 def render_models(catalog: Catalog, console: Console) -> None:
