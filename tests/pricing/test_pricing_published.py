@@ -1,7 +1,8 @@
-"""Every published price in the shipped catalog, as collected in the project's facts."""
+"""Every published price in the shipped catalog, as DeepSeek (and OpenAI) published them."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 
@@ -78,9 +79,11 @@ def test_required_ids_exist_with_their_currency() -> None:
 
 
 def test_every_entry_names_its_source() -> None:
+    """Each entry names where its prices were published, never a file that does not ship."""
     for lst in builtin_price_lists().values():
         for e in lst.entries:
-            assert "shared facts" in e.source, (lst.id, e.model)
+            assert e.source and ("DeepSeek" in e.source or "OpenAI" in e.source), (lst.id, e.model)
+            assert not re.search(r"shared|facts|\.md\b|docs/", e.source), (lst.id, e.source)
 
 
 def test_prices_are_exact_decimals_from_the_text() -> None:
