@@ -137,3 +137,14 @@ def test_launch_prints_the_engine_commands_node_by_node() -> None:
                          (["--hardware", "h800", "--gpus", "12"], "whole nodes")):
         res = runner.invoke(plan_app, ["-m", "deepseek-v3", *bad, "--launch", "vllm"])
         assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_deepseeks_own_unit_holds_the_published_margin() -> None:
+    """At DeepSeek's decode unit (144 H800, 4K contexts, 20 tok/s per user) and the day's traffic
+    mix, the calibrated margin range holds the published 545%."""
+    r = json.loads(run("-m", "deepseek-r1", "--hardware", "h800", "--gpus", "144", "--context",
+                       "4096", "--user-speed", "20", "--price-list", "deepseek-r1-2025-02",
+                       "--json"))
+    margins = r["price_list"]["cost_profit_margin_range"]
+    assert margins["low"] < 5.45 < margins["high"]
+    assert r["decode_tokens_per_s_per_sequence"] >= 20
