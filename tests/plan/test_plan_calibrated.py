@@ -23,13 +23,13 @@ def test_leave_one_out_error_is_pinned() -> None:
     loo = leave_one_out(calibration())
     summary = loo_summary(loo)
     print({r.id: round(r.factor, 2) for r in loo}, summary)
-    assert summary["rows"] >= 30
+    assert summary["rows"] >= 35
     assert summary["median_error"] <= 0.30
-    # beyond 2×: one sequence spread over several GPUs (Chitu on 8 × H20, llama.cpp's 1.58-bit
-    # R1 on 2 × H100), each the other's only peer
-    assert summary["worst_factor"] <= 2.6
+    # beyond 2×: llama.cpp's 1.58-bit R1 on 2 × H100 for one user (its IQ1_S kernels of
+    # January 2025), learned from the serving engines' one-user rows on 8 and 16 GPUs
+    assert summary["worst_factor"] <= 2.45
     beyond = sorted(r.id for r in loo if r.factor > 2.0)
-    assert beyond == ["chitu-b1", "llamacpp-1.58bit-single"]
+    assert beyond == ["llamacpp-1.58bit-single"]
 
 
 def test_calibration_command_shows_the_leave_one_out_table() -> None:
