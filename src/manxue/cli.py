@@ -189,6 +189,7 @@ def models(
 
 def _mount_subcommands() -> None:
     from manxue.accounting.cli import invoice, keys_app, tenants_app, usage
+    from manxue.accounting.db_cli import db_app
     from manxue.accounting.ledger_cli import ledger_app
     from manxue.engine_launch.cli import engine_app
     from manxue.plan.cli import plan_app
@@ -200,6 +201,7 @@ def _mount_subcommands() -> None:
     app.command("usage")(usage)
     app.command("invoice")(invoice)
     app.add_typer(ledger_app, name="ledger")
+    app.add_typer(db_app, name="db")
     app.command("prices")(prices)
     app.add_typer(engine_app, name="engine")
     app.add_typer(plan_app, name="plan")

@@ -223,10 +223,21 @@ class Settings(_Strict):
             )
 
 
+# environment variables that replace a config key: credentials can come from a secret store
+# (a Kubernetes Secret, a compose env file) while the file itself stays shareable
+ENV_OVERRIDES = {"MANXUE_DATABASE_URL": "database_url", "MANXUE_REDIS_URL": "redis_url"}
+
+
+def _with_env(raw: dict[str, object]) -> dict[str, object]:
+    found = {key: os.environ[name] for name, key in ENV_OVERRIDES.items() if os.environ.get(name)}
+    return {**raw, **found} if found else raw
+
+
 def load_settings(path: str | Path | None) -> Settings:
-    """Read and validate the config file; a missing path gives the defaults."""
+    """Read and validate the config file; a missing path gives the defaults. MANXUE_DATABASE_URL
+    and MANXUE_REDIS_URL, when set, replace the file's database_url and redis_url."""
     if path is None:
-        return Settings()
+        return settings_from_dict({}, source="defaults")
     p = Path(path)
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -239,7 +250,7 @@ def load_settings(path: str | Path | None) -> Settings:
 
 def settings_from_dict(raw: dict[str, object], source: str = "config") -> Settings:
     try:
-        return Settings.model_validate(raw)
+        return Settings.model_validate(_with_env(raw))
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
