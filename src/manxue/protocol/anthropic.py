@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from manxue.errors import InvalidParameters, InvalidRequest, ManxueError, UpstreamError
+from manxue.protocol.sse import plain_text
 
 ANTHROPIC_PREFIX = "/anthropic"
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
@@ -290,6 +291,7 @@ class MessagesStream:
         self.stop_reason = "end_turn"
         self.usage: dict[str, int] = usage_of(None)
         self.finished = False
+        self._text_head = b""  # a text delta event of the open block, up to its text
 
     def feed(self, line: bytes) -> list[bytes]:
         """One piece of the chat relay (`data: {...}\\n\\n`, `data: [DONE]` or an error)."""
@@ -304,6 +306,10 @@ class MessagesStream:
             return []
         if not isinstance(chunk, dict):
             return []
+        if self.open == "text":
+            text = plain_text(chunk)
+            if text is not None:  # the usual chunk: one text delta, from a template
+                return [self._text_head + orjson.dumps(text) + b"}}\n\n"]
         if "error" in chunk:
             err = chunk["error"] if isinstance(chunk["error"], dict) else {}
             self.finished = True
@@ -364,6 +370,10 @@ class MessagesStream:
         self.block += 1
         self.open = kind
         out.append(event("content_block_start", {"index": self.block, "content_block": block}))
+        if kind == "text":
+            self._text_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta",'
+                               b'"index":' + str(self.block).encode()
+                               + b',"delta":{"type":"text_delta","text":')
         return out
 
     def _delta(self, delta: dict[str, Any]) -> bytes:

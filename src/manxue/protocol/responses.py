@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from manxue.errors import InvalidParameters, InvalidRequest
+from manxue.protocol.sse import plain_text
 
 _ROLES = ("user", "assistant", "system", "developer")
 
@@ -195,10 +196,23 @@ class Answer:
 
     def __init__(self) -> None:
         self.reasoning = ""
-        self.text = ""
+        self._text: list[str] = []  # pieces, joined when read: a long stream appends thousands
         self.calls: list[dict[str, str]] = []  # {"call_id", "name", "arguments"}
         self.finish = "stop"
         self.usage: dict[str, Any] | None = None
+
+    @property
+    def text(self) -> str:
+        if len(self._text) > 1:
+            self._text[:] = ["".join(self._text)]
+        return self._text[0] if self._text else ""
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self._text = [value] if value else []
+
+    def add_text(self, piece: str) -> None:
+        self._text.append(piece)
 
     @classmethod
     def of_chat(cls, data: dict[str, Any]) -> Answer:
@@ -280,6 +294,10 @@ def response_object(response_id: str, data: dict[str, Any], model: str, answer: 
     }
 
 
+_TEXT_DELTA = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+               b'"sequence_number":')
+
+
 class ResponsesStream:
     """Turns the chat relay's SSE lines into Responses stream events: response.created and
     .in_progress; per output item .output_item.added, the deltas (reasoning summary, output
@@ -298,6 +316,7 @@ class ResponsesStream:
         self._chat_index = -1  # its index in the chat stream's tool_calls
         self.done = False
         self.failed = False
+        self._text_mid = b""  # an output_text.delta event of the open message, after its number
 
     def _event(self, kind: str, payload: dict[str, Any]) -> bytes:
         body = {"type": kind, "sequence_number": self.seq, **payload}
@@ -314,9 +333,16 @@ class ResponsesStream:
         return self._snapshot("completed")
 
     def start(self) -> list[bytes]:
-        snap = self._snapshot("in_progress")
-        return [self._event("response.created", {"response": snap}),
-                self._event("response.in_progress", {"response": snap})]
+        snap = orjson.dumps(self._snapshot("in_progress"))  # one encoding for both events
+        return [self._raw_event("response.created", b'"response":' + snap),
+                self._raw_event("response.in_progress", b'"response":' + snap)]
+
+    def _raw_event(self, kind: str, fields: bytes) -> bytes:
+        """An event whose fields after type and sequence_number are already JSON."""
+        head = kind.encode()
+        self.seq += 1
+        return (b"event: " + head + b'\ndata: {"type":"' + head + b'","sequence_number":'
+                + str(self.seq - 1).encode() + b"," + fields + b"}\n\n")
 
     def feed(self, line: bytes) -> list[bytes]:
         if not line.startswith(b"data: "):
@@ -331,6 +357,13 @@ class ResponsesStream:
             return out
         if not isinstance(chunk, dict):
             return out
+        if self.open == "message":
+            text = plain_text(chunk)
+            if text is not None:  # the usual chunk: one text delta, from a template
+                self.answer.add_text(text)
+                self.seq += 1
+                return [*out, _TEXT_DELTA + str(self.seq - 1).encode() + self._text_mid
+                        + orjson.dumps(text) + b',"logprobs":[]}\n\n']
         if "error" in chunk:
             err = chunk["error"] if isinstance(chunk["error"], dict) else {}
             self.done = self.failed = True
@@ -352,7 +385,7 @@ class ResponsesStream:
                     "summary_index": 0, "delta": delta["reasoning_content"]}))
             if delta.get("content"):
                 out += self._into("message")
-                self.answer.text += delta["content"]
+                self.answer.add_text(delta["content"])
                 out.append(self._event("response.output_text.delta", {
                     "item_id": self.ids.message, "output_index": self.index, "content_index": 0,
                     "delta": delta["content"], "logprobs": []}))
@@ -398,6 +431,8 @@ class ResponsesStream:
         out.append(self._event("response.output_item.added",
                                {"output_index": self.index, "item": self._item()}))
         if kind == "message":
+            self._text_mid = (b',"item_id":' + orjson.dumps(self.ids.message) + b',"output_index":'
+                              + str(self.index).encode() + b',"content_index":0,"delta":')
             out.append(self._event("response.content_part.added", {
                 "item_id": self.ids.message, "output_index": self.index, "content_index": 0,
                 "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}))

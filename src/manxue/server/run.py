@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import errno
 import logging
 import multiprocessing as mp
@@ -120,6 +121,18 @@ def _worker(settings: Settings, announce: bool) -> None:
         sys.exit(2 if isinstance(exc, ConfigError) else 1)
 
 
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off the request path: what start-up built (modules,
+    the app, the model catalogs) is frozen out of every collection, and the youngest
+    generation is collected every 20,000 allocations instead of 700. Requests make few
+    reference cycles; a relay allocates thousands of short-lived objects a second, and each
+    young collection used to walk them all."""
+    gc.collect()
+    gc.freeze()
+    _, g1, g2 = gc.get_threshold()
+    gc.set_threshold(20_000, g1, g2)
+
+
 def _serve_one(settings: Settings, reuse_port: bool, announce: bool) -> None:
     with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C before the loop's handlers exist
         _serve_one_until_stopped(settings, reuse_port, announce)
@@ -140,6 +153,7 @@ def _serve_one_until_stopped(settings: Settings, reuse_port: bool, announce: boo
             log.warning("INSECURE: serving %s with no authentication ([billing] enabled = false, "
                         "--insecure-open): anyone who can reach this port can use every model. "
                         "Enable billing and create keys, or bind 127.0.0.1", s.host)
+    tune_gc()
     loop = new_loop()
     asyncio.set_event_loop(loop)
     try:

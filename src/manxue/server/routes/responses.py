@@ -85,7 +85,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             return web.Response(body=orjson.dumps(obj), content_type=_JSON)
         events = wire.ResponsesStream(response_id, data, req.model)
         out = await relay_stream(request, st, req, raw, ctx, events.feed)
-        if events.done and not events.failed:
+        if keep and events.done and not events.failed:
             await save(events.final(), events.answer)
         return out
     finally:
