@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import errno
+import gc
 import logging
 import multiprocessing as mp
 import signal
