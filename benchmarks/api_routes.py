@@ -5,8 +5,10 @@
 One `manxue serve` (one worker pinned to CPU 0, metering off: benchmarks/metering.py measures
 that) in front of the DeepSeek emulator; wrk (CPU 1, with the emulator) sends the same small
 request in each format: OpenAI chat, Anthropic Messages, OpenAI Responses, text completions and
-embeddings, whole and streamed, at concurrency 1 and 50. Each format's RPS is compared with
-chat's measured right before it. Needs `wrk`. Writes docs/benchmarks/api-routes.md.
+embeddings, whole and streamed, at concurrency 1 and 50. Each cell alternates chat and the
+format `--repeats` times and reports the medians of the format's RPS over chat's, and of the
+gateway's CPU time per request (chat's over the format's: what the format costs the gateway,
+steadier than RPS on a shared machine). Needs `wrk`. Writes docs/benchmarks/api-routes.md.
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from loadgen import (
     BODY,
     Result,
+    cpu_seconds,
     emulator_and_gateway,
     free_port,
     stop_all,
@@ -48,16 +54,17 @@ ROUTES = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=6.0, help="seconds per measurement")
+    ap.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
+    ap.add_argument("--repeats", type=int, default=3, help="chat / format pairs per cell")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
     tmp = Path(tempfile.mkdtemp(prefix="manxue-bench-"))
     up_port, gw_port = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
-    rows: list[tuple[str, bool, int, Result, Result]] = []
+    rows: list[Row] = []
     try:
-        emulator_and_gateway(tmp, up_port, gw_port, procs)
+        gateway = emulator_and_gateway(tmp, up_port, gw_port, procs)
         gw = f"http://127.0.0.1:{gw_port}"
         wait_http(f"http://127.0.0.1:{up_port}/v1/models")
         wait_http(gw + "/health")
@@ -67,36 +74,81 @@ def main() -> None:
                 if stream and name == "embeddings":
                     continue
                 for conc in (1, 50):
-                    chat = wrk(gw, conc, args.duration, stream, tmp)
-                    other = wrk(gw, conc, args.duration, stream, tmp, path=path, body=body)
-                    rows.append((name, stream, conc, chat, other))
-                    print(f"{name:20} stream={stream!s:5} c={conc:2}: chat {chat.rps:,.0f} rps, "
-                          f"{other.rps:,.0f} rps ({other.rps / chat.rps:.0%})", flush=True)
+                    pairs = []
+                    for _ in range(args.repeats):
+                        chat = measured(gateway.pid, gw, conc, args.duration, stream, tmp)
+                        other = measured(gateway.pid, gw, conc, args.duration, stream, tmp,
+                                         path=path, body=body)
+                        pairs.append((chat, other))
+                    row = Row(name, stream, conc, pairs)
+                    rows.append(row)
+                    print(f"{name:20} stream={stream!s:5} c={conc:2}: RPS {row.rps_ratio:.0%}, "
+                          f"CPU per request {row.cpu_ratio:.0%} of chat's", flush=True)
     finally:
         stop_all(procs, tmp)
-    write_doc(OUT, render(rows, args.duration), ROOT)
+    write_doc(OUT, render(rows, args.duration, args.repeats), ROOT)
 
 
-def render(rows: list[tuple[str, bool, int, Result, Result]], duration: float) -> list[str]:
+@dataclass
+class Cell:
+    result: Result
+    cpu_us: float   # gateway CPU time per request
+
+
+@dataclass
+class Row:
+    name: str
+    stream: bool
+    conc: int
+    pairs: list[tuple[Cell, Cell]]
+
+    @property
+    def rps_ratio(self) -> float:
+        return statistics.median(o.result.rps / c.result.rps for c, o in self.pairs)
+
+    @property
+    def cpu_ratio(self) -> float:
+        """Chat's CPU per request over the format's (≥ 1: the format costs no more)."""
+        return statistics.median(c.cpu_us / o.cpu_us for c, o in self.pairs)
+
+    def median(self, pick: Callable[[tuple[Cell, Cell]], float]) -> float:
+        return statistics.median(pick(p) for p in self.pairs)
+
+
+def measured(pid: int, url: str, conc: int, seconds: float, stream: bool, tmp: Path,
+             path: str = "/v1/chat/completions", body: str = BODY) -> Cell:
+    before = cpu_seconds(pid)
+    r = wrk(url, conc, seconds, stream, tmp, path=path, body=body)
+    used = cpu_seconds(pid) - before
+    return Cell(r, 1e6 * used / max(1.0, r.rps * round(seconds)))
+
+
+def render(rows: list[Row], duration: float, repeats: int) -> list[str]:
     lines = [
         "# API formats through the gateway",
         "",
         "Measured by `python benchmarks/api_routes.py` in one run: one `manxue serve` worker "
         "(metering off) in front of the DeepSeek emulator; the same small request in each "
-        "format, each compared with chat completions measured just before it on the same "
-        f"gateway. {duration:g} s per cell; the gateway on CPU 0, wrk and the emulator on CPU 1.",
+        f"format, alternated with chat completions {repeats} times on the same gateway "
+        f"({duration:g} s each; the gateway on CPU 0, wrk and the emulator on CPU 1). Each "
+        "figure is the median over the repeats: the format's RPS over chat's, and chat's "
+        "gateway CPU time per request over the format's (what the format costs the gateway; "
+        "steadier than RPS on a shared machine).",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}. Chat's request: `{BODY % ''}`.",
         "",
-        "| format | mode | concurrency | chat RPS | format RPS | format / chat | chat p50 ms "
-        "| format p50 ms | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| format | mode | concurrency | chat RPS | format RPS | RPS format / chat "
+        "| chat CPU µs/req | format CPU µs/req | CPU chat / format | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, stream, conc, chat, other in rows:
-        lines.append(f"| {name} | {'stream' if stream else 'whole'} | {conc} | {chat.rps:,.0f} | "
-                     f"{other.rps:,.0f} | {other.rps / chat.rps:.0%} | {chat.p50_ms:.3f} | "
-                     f"{other.p50_ms:.3f} | {chat.errors + other.errors} |")
+    for r in rows:
+        errors = sum(c.result.errors + o.result.errors for c, o in r.pairs)
+        lines.append(
+            f"| {r.name} | {'stream' if r.stream else 'whole'} | {r.conc} | "
+            f"{r.median(lambda p: p[0].result.rps):,.0f} | {r.median(lambda p: p[1].result.rps):,.0f} | "
+            f"{r.rps_ratio:.0%} | {r.median(lambda p: p[0].cpu_us):,.0f} | "
+            f"{r.median(lambda p: p[1].cpu_us):,.0f} | {r.cpu_ratio:.0%} | {errors} |")
     lines += ["", "Target: every format within 10% of chat completions (≥ 90%).", ""]
     return lines
 

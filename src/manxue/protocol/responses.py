@@ -18,8 +18,8 @@ turned back into a response object; the stream into Responses events.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -35,7 +35,8 @@ def _bad(message: str, param: str) -> InvalidParameters:
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    """An unguessable id (a stored response is fetched by its id alone where keys are off)."""
+    return f"{prefix}_{os.urandom(16).hex()}"
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -258,8 +259,9 @@ class OutputIds:
     """The ids of a response's output items, fixed once so stream events and the final object
     agree."""
 
-    def __init__(self) -> None:
-        base = uuid.uuid4().hex  # one random draw; each item's id adds its kind and place
+    def __init__(self, response_id: str | None = None) -> None:
+        # one random draw per response: the response's own (its items come with it), or a new one
+        base = response_id.partition("_")[2] if response_id else os.urandom(16).hex()
         self.reasoning = f"rs_{base}"
         self.message = f"msg_{base}"
         self._base = base
@@ -306,7 +308,7 @@ class ResponsesStream:
 
     def __init__(self, response_id: str, data: dict[str, Any], model: str) -> None:
         self.id, self.data, self.model = response_id, data, model
-        self.ids = OutputIds()
+        self.ids = OutputIds(response_id)
         self.created = int(time.time())
         self.answer = Answer()
         self.seq = 0

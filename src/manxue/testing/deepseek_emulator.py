@@ -153,17 +153,19 @@ class DeepSeekEmulator:
                 whole["usage"] = usage
             return web.json_response(whole)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for piece in _split(text, b.chunks):
+        with contextlib.suppress(ConnectionResetError):  # the client may leave: nobody to tell
+            await resp.prepare(request)
+            for piece in _split(text, b.chunks):
+                await resp.write(b"data: " + orjson.dumps({**head, "choices": [
+                    {"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]})
+                    + b"\n\n")
             await resp.write(b"data: " + orjson.dumps({**head, "choices": [
-                {"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]}) + b"\n\n")
-        await resp.write(b"data: " + orjson.dumps({**head, "choices": [
-            {"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]}) + b"\n\n")
-        if b.usage and (body.get("stream_options") or {}).get("include_usage"):
-            await resp.write(b"data: " + orjson.dumps({**head, "choices": [], "usage": usage})
-                             + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
+                {"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]}) + b"\n\n")
+            if b.usage and (body.get("stream_options") or {}).get("include_usage"):
+                await resp.write(b"data: " + orjson.dumps({**head, "choices": [], "usage": usage})
+                                 + b"\n\n")
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
         return resp
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
@@ -265,9 +267,10 @@ class DeepSeekEmulator:
 
     async def _stream(self, request: web.Request, body: dict[str, Any], b: Behavior) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await resp.prepare(request)
-        # the client may leave (a cancelled hedge, the end of a load test): nobody to tell then
+        # the client may leave (a cancelled hedge, the end of a load test), even before the
+        # headers are out: nobody to tell then
         with contextlib.suppress(ConnectionResetError):
+            await resp.prepare(request)
             await self._events(request, resp, body, b)
         return resp
 

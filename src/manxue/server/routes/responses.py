@@ -79,7 +79,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     try:
         if not req.stream:
             answer = wire.Answer.of_chat(orjson.loads(await st.chat.complete(req, raw, ctx)))
-            obj = wire.response_object(response_id, data, req.model, answer, wire.OutputIds(),
+            obj = wire.response_object(response_id, data, req.model, answer, wire.OutputIds(response_id),
                                        int(time.time()))
             await save(obj, answer)
             return web.Response(body=orjson.dumps(obj), content_type=_JSON)
