@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from engine_throughput import machine, server_env, start_manxue, started, wait_ready
-from engine_vs_llama_server import SHAPES, level
+from engine_vs_llama_server import SHAPES, level, load_args
 from loadgen import write_doc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,12 +73,7 @@ async def main_async(args: argparse.Namespace) -> list[str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--max-tokens", type=int, default=128)
-    args = ap.parse_args()
+    args = load_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]), 3)
     write_doc(OUT, asyncio.run(main_async(args)), ROOT)
 
 

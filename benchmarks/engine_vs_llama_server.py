@@ -173,15 +173,19 @@ def render(args: argparse.Namespace, servers: list[Server], best: dict[tuple[str
     return lines
 
 
+def load_args(ap: argparse.ArgumentParser, repeats: int) -> argparse.Namespace:
+    """The load options both engine benchmarks take, parsed."""
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    return ap.parse_args()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--llama-server", required=True, help="path of the llama-server binary")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--max-tokens", type=int, default=128)
-    args = ap.parse_args()
-    write_doc(OUT, asyncio.run(main_async(args)), ROOT)
+    write_doc(OUT, asyncio.run(main_async(load_args(ap, 2))), ROOT)
 
 
 if __name__ == "__main__":
