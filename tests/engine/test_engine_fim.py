@@ -73,8 +73,8 @@ def test_fim_completion_through_the_gateway(coder: openai.OpenAI) -> None:
     assert whole.choices[0].finish_reason in ("stop", "length")
     assert whole.usage is not None and 0 < whole.usage.completion_tokens <= 6
     assert whole.usage.prompt_tokens >= 3 + 2  # the three FIM tokens, prompt and suffix
-    streamed = "".join(ch.choices[0].text for ch in coder.completions.create(**kw, stream=True)
-                       if ch.choices)
+    chunks = coder.completions.create(**kw, stream=True)  # type: ignore[call-overload]
+    streamed = "".join(ch.choices[0].text for ch in chunks if ch.choices)
     assert streamed == whole.choices[0].text
     plain = coder.completions.create(model="coder", prompt="def add(a, b):\n", max_tokens=1)
     assert plain.usage is not None
