@@ -64,3 +64,30 @@ def make_provider(model_path: Path) -> Iterator[Callable[..., LocalProvider]]:
     yield make
     for p in made:
         run(p.close())
+
+
+def smollm2_copy(out: Path, *metadata: str) -> Path:
+    """A copy of the shipped SmolLM2 GGUF with new metadata (gguf's gguf_new_metadata options,
+    e.g. `--chat-template-file F` or `--special-token-by-id fim_pre 5`)."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata",
+                    str(default_model_path()), str(out), *metadata, "--force"],
+                   check=True, capture_output=True, timeout=120)
+    return out
+
+
+def local_gateway(model: str, path: Path, data_dir: Path, options: dict[str, Any]
+                  ) -> Iterator[Any]:
+    """A gateway serving one local deployment of `path` as `model`; yields an OpenAI client."""
+    import openai
+
+    from manxue.server.app import build_app
+    from manxue.settings import settings_from_dict
+    from manxue.testing.loopback import LoopbackServer
+
+    config = settings_from_dict({"data_dir": str(data_dir), "deployments": [
+        {"name": model, "model": model, "kind": "local", "path": str(path), "options": options}]})
+    with LoopbackServer(build_app(config)) as srv:
+        yield openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0, timeout=60)

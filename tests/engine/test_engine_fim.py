@@ -7,8 +7,6 @@ trained for FIM, so its text is not checked, only the path."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import llama_cpp
 import openai
 import pytest
 
-from manxue.engine.default_model import default_model_path
+from tests.engine.conftest import local_gateway, smollm2_copy
 
 FIM_IDS = (5, 6, 7)  # SmolLM2's <file_sep>, <filename>, <gh_stars>: special, not end-of-turn
 SMALL = {"n_ctx": 1024, "n_parallel": 2, "max_queue": 0, "n_threads": 1, "prefix_cache": False}
@@ -24,28 +22,16 @@ SMALL = {"n_ctx": 1024, "n_parallel": 2, "max_queue": 0, "n_threads": 1, "prefix
 
 @pytest.fixture(scope="module")
 def fim_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("fim") / "smollm2-fim.gguf"
     pre, suf, mid = FIM_IDS
-    subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(default_model_path()),
-                    str(out), "--special-token-by-id", "fim_pre", str(pre),
-                    "--special-token-by-id", "fim_suf", str(suf),
-                    "--special-token-by-id", "fim_mid", str(mid), "--force"],
-                   check=True, capture_output=True, timeout=120)
-    return out
+    return smollm2_copy(tmp_path_factory.mktemp("fim") / "smollm2-fim.gguf",
+                        "--special-token-by-id", "fim_pre", str(pre),
+                        "--special-token-by-id", "fim_suf", str(suf),
+                        "--special-token-by-id", "fim_mid", str(mid))
 
 
 @pytest.fixture(scope="module")
 def coder(fim_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
-    from manxue.server.app import build_app
-    from manxue.settings import settings_from_dict
-    from manxue.testing.loopback import LoopbackServer
-
-    settings = settings_from_dict({
-        "data_dir": str(tmp_path_factory.mktemp("fim-gateway")),
-        "deployments": [{"name": "coder", "model": "coder", "kind": "local",
-                         "path": str(fim_model), "options": SMALL}]})
-    with LoopbackServer(build_app(settings)) as srv:
-        yield openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0, timeout=60)
+    yield from local_gateway("coder", fim_model, tmp_path_factory.mktemp("fim-gateway"), SMALL)
 
 
 def test_the_engine_assembles_the_fim_prompt(fim_model: Path) -> None:

@@ -43,6 +43,7 @@ from manxue.engine.scoring import (
     scored,
     token_ids,
 )
+from manxue.engine.tool_formats import native_format
 from manxue.engine.tools import structured
 from manxue.errors import InvalidRequest, UpstreamError
 
@@ -63,6 +64,8 @@ class Engine:
                                                  bos_token=info.bos_token, eos_token=info.eos_token,
                                                  detected=detected)
             self._end_turns_stop()
+            self.tool_format = native_format(self.template.source) \
+                if self.template.kind != "none" else None
             limits = [opts.n_ctx, info.context_length or opts.n_ctx]
             if opts.ctx_per_seq:
                 limits.append(opts.ctx_per_seq)
@@ -86,8 +89,9 @@ class Engine:
         self._guard = threading.Lock()  # tokenizing never overlaps freeing the model
         self.scheduler.start()
         log.info("local engine: %s (%s, %s) ctx %d/seq, %d parallel, %d threads, "
-                 "chat template: %s", self.model.path.name, info.quantization, info.architecture,
-                 self.ctx_limit, opts.n_parallel, opts.threads, self.template.kind)
+                 "chat template: %s, tool calls: %s", self.model.path.name, info.quantization,
+                 info.architecture, self.ctx_limit, opts.n_parallel, opts.threads,
+                 self.template.kind, self.tool_format or "generic")
         if self.template.kind == "none":
             log.warning("%s has no chat template and its architecture (%s) names none: chat "
                         "requests are refused until the deployment sets chat_template (e.g. "
@@ -121,8 +125,9 @@ class Engine:
             if marker in self.template.source and self._one_token(marker):
                 self.model.eog_mask[self.model.tokenize(marker, special=True)[0]] = True
 
-    def render(self, messages: list[Any]) -> str:
-        return self.template.render(messages, add_generation_prompt=True)
+    def render(self, messages: list[Any], tools: list[dict[str, Any]] | None = None) -> str:
+        extra = {"tools": tools} if tools else {}
+        return self.template.render(messages, add_generation_prompt=True, **extra)
 
     def tokenize_prompt(self, text: str) -> list[int]:
         info = self.info
@@ -134,11 +139,11 @@ class Engine:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise InvalidRequest("'messages' must be a non-empty list", param="messages")
-        form = structured(body, messages)
+        form = structured(body, messages, self.tool_format)
         if form.grammar is not None:
             check_grammar(self.model.vocab, form.grammar, self.model.n_vocab)
         params = SamplingParams.from_body(body, self.model.n_vocab)
-        text = self.render(form.messages)
+        text = self.render(form.messages, form.template_tools)
         tokens = self._guarded(lambda: self.tokenize_prompt(text))
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="messages")
@@ -154,6 +159,7 @@ class Engine:
             reasoning=self.options.reasoning == "auto",
             starts_in_reasoning=text.rstrip().endswith(OPEN_TAG),
             grammar=form.grammar, tool_mode=form.tool_mode, tool_names=form.tool_names,
+            tool_format=form.tool_format,
         )
 
     def _guarded(self, tokenize: Callable[[], list[int]]) -> list[int]:

@@ -37,6 +37,8 @@ class GenerationRequest:
     tool_mode: str | None = None
     """"forced" or "auto": the answer may be a tool call (engine/tools.py); None: text."""
     tool_names: tuple[str, ...] = ()
+    tool_format: str | None = None
+    """The template's own tool-call format (engine/tool_formats.py); None: the generic one."""
     score: ScoreState | None = None
     """Set for a scoring request (scoring.py): `prompt` is context + continuation[:-1], read
     with logits for the continuation's positions; nothing is generated."""

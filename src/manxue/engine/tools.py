@@ -1,6 +1,7 @@
 """Tool calls and structured output for the local engine (OpenAI's wire format).
 
-Tools use one documented generic format, whatever the model's chat template: the functions
+Where the model's chat template writes tool calls itself (engine/tool_formats.py), that format
+is used. Otherwise tools use one documented generic format: the functions
 are described in the system message, and the model calls one by answering with only a JSON
 object `{"name": ..., "arguments": {...}}`. History is rewritten to match: an assistant's
 `tool_calls` become that JSON, and a `tool` message becomes a user turn "Result of NAME: ...".
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from manxue.engine.grammar import json_grammar, schema_grammar
+from manxue.engine.tool_formats import template_history, template_tools, wrap_grammar
 from manxue.errors import InvalidParameters
 
 ToolMode = Literal["auto", "forced"]
@@ -36,6 +38,10 @@ class Structured:
     grammar: str | None = None
     tool_mode: ToolMode | None = None
     tool_names: tuple[str, ...] = ()
+    tool_format: str | None = None
+    """The template's own format (engine/tool_formats.py), or None: the generic one."""
+    template_tools: list[dict[str, Any]] | None = None
+    """`tools` for a template that renders them itself."""
 
 
 def _functions(tools: Any) -> list[dict[str, Any]]:
@@ -123,20 +129,26 @@ def _response_grammar(fmt: Any) -> str | None:
     return None
 
 
-def structured(body: dict[str, Any], messages: list[Any]) -> Structured:
-    """Tools, tool_choice and response_format of a chat body, for the engine."""
+def structured(body: dict[str, Any], messages: list[Any], native: str | None = None
+               ) -> Structured:
+    """Tools, tool_choice and response_format of a chat body, for the engine; `native`: the
+    tool format the model's template writes itself (tool_formats.py), if any."""
     grammar = _response_grammar(body.get("response_format"))
     tools = body.get("tools")
     choice = body.get("tool_choice", "auto" if tools else "none")
     has_history = any(isinstance(m, dict) and (m.get("role") == "tool" or m.get("tool_calls"))
                       for m in messages)
     if not tools or choice == "none":
+        if native is not None:
+            return Structured(template_history(messages) if has_history else messages, grammar)
         return Structured(_rewrite(messages, None) if has_history else messages, grammar)
     functions = _functions(tools)
     names = tuple(f["name"] for f in functions)
-    system = _system_text(functions)
+    shown = template_tools(functions) if native is not None else None
+    history = template_history(messages) if native is not None else \
+        _rewrite(messages, _system_text(functions))
     if choice == "auto":
-        return Structured(_rewrite(messages, system), grammar, "auto", names)
+        return Structured(history, grammar, "auto", names, native, shown)
     if choice == "required":
         forced = functions
     elif isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str):
@@ -151,7 +163,10 @@ def structured(body: dict[str, Any], messages: list[Any]) -> Structured:
                                 param="tool_choice")
     schema = _call_schema(forced[0]) if len(forced) == 1 else \
         {"anyOf": [_call_schema(f) for f in forced]}
-    return Structured(_rewrite(messages, system), schema_grammar(schema), "forced", names)
+    call_grammar = schema_grammar(schema)
+    if native is not None:
+        call_grammar = wrap_grammar(call_grammar)
+    return Structured(history, call_grammar, "forced", names, native, shown)
 
 
 def parse_call(text: str, names: tuple[str, ...]) -> dict[str, Any] | None:

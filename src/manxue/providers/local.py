@@ -171,7 +171,7 @@ class LocalProvider:
         head = {"id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": self.settings.model}
         want_logprobs = request.params.logprobs
-        calls = ToolCallBuffer(request.tool_mode, request.tool_names)
+        calls = ToolCallBuffer(request.tool_mode, request.tool_names, request.tool_format)
         try:
             events = await self._first_events(handle, on_keepalive)
             yield {**head, "choices": [_choice({"role": "assistant", "content": ""}, None)]}

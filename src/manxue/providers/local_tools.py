@@ -1,8 +1,10 @@
-"""Turning the local engine's answer into OpenAI tool calls (engine/tools.py's format).
+"""Turning the local engine's answer into OpenAI tool calls (engine/tools.py's generic format,
+or the template's own: engine/tool_formats.py).
 
-While an answer may be a tool call, its text is held back; at the end it is either one call
+While an answer may be a tool call, its text is held back; at the end it is either the calls
 (`tool_calls` in a single delta, finish_reason `tool_calls`) or released as plain text. In
-`auto` mode the hold ends as soon as the answer starts with anything but `{`, and the text
+`auto` mode the hold ends as soon as the answer cannot be a call any more (it starts with
+anything but `{`, or, in the template's format, anything but `<tool_call>`), and the text
 streams as usual from there.
 """
 
@@ -11,12 +13,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from manxue.engine.tool_formats import may_become_call, parse_calls
 from manxue.engine.tools import parse_call
 
 
 class ToolCallBuffer:
-    def __init__(self, mode: str | None, names: tuple[str, ...]) -> None:
+    def __init__(self, mode: str | None, names: tuple[str, ...], fmt: str | None = None) -> None:
         self.names = names
+        self.native = fmt is not None
         self.holding = mode is not None
         self.auto = mode == "auto"
         self.text: list[str] = []
@@ -30,7 +34,7 @@ class ToolCallBuffer:
         self.text.append(content)
         self.logprobs += logprobs
         held = "".join(self.text)
-        if self.auto and held.strip() and not held.lstrip().startswith("{"):
+        if self.auto and held.strip() and not self._may_be_call(held):
             self.holding = False  # plain text after all: release what was held
             out, lps = held, self.logprobs
             self.text, self.logprobs = [], []
@@ -43,9 +47,19 @@ class ToolCallBuffer:
         if not self.holding:
             return {}, [], reason
         held = "".join(self.text)
-        call = parse_call(held.strip(), self.names) if reason == "stop" else None
-        if call is None:
+        calls = self._calls(held) if reason == "stop" else None
+        if not calls:
             return ({"content": held} if held else {}), self.logprobs, reason
-        delta = {"tool_calls": [{"index": 0, "id": "call_" + uuid.uuid4().hex[:24],
-                                 "type": "function", "function": call}]}
+        delta = {"tool_calls": [{"index": i, "id": "call_" + uuid.uuid4().hex[:24],
+                                 "type": "function", "function": call}
+                                for i, call in enumerate(calls)]}
         return delta, self.logprobs, "tool_calls"
+
+    def _may_be_call(self, held: str) -> bool:
+        return may_become_call(held) if self.native else held.lstrip().startswith("{")
+
+    def _calls(self, held: str) -> list[dict[str, Any]] | None:
+        if self.native:
+            return parse_calls(held, self.names)
+        call = parse_call(held.strip(), self.names)
+        return [call] if call is not None else None

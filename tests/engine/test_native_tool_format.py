@@ -1,0 +1,159 @@
+"""A model whose chat template writes tool calls itself (`<tool_call>` blocks, the Hermes format
+of Qwen and its kin) is served in that format: the template renders the tools and the tool
+history, a forced call is sampled under a grammar for the tags around the call's JSON, and the
+answer's blocks come back as OpenAI tool calls. The test model is the shipped SmolLM2 with such
+a template written into a copy of its GGUF (gguf_new_metadata)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from manxue.engine.tool_formats import (
+    HERMES,
+    native_format,
+    parse_calls,
+    template_history,
+    template_tools,
+    wrap_grammar,
+)
+from manxue.providers.local_tools import ToolCallBuffer
+from tests.engine.conftest import local_gateway, smollm2_copy
+
+TEMPLATE = """\
+{%- if tools %}<|im_start|>system
+{% if messages[0].role == 'system' %}{{ messages[0].content }}
+
+{% endif %}Functions you may call, as JSON signatures inside <tools></tools>:
+<tools>
+{% for tool in tools %}{{ tool | tojson }}
+{% endfor %}</tools>
+To call one, write its name and arguments as JSON inside <tool_call></tool_call> tags:
+<tool_call>
+{"name": <function name>, "arguments": <arguments object>}
+</tool_call><|im_end|>
+{% elif messages[0].role == 'system' %}<|im_start|>system
+{{ messages[0].content }}<|im_end|>
+{% endif %}
+{%- for m in messages %}
+{%- if m.role == 'assistant' %}<|im_start|>assistant
+{{ m.content }}{% for c in m.tool_calls or [] %}
+<tool_call>
+{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments | tojson }}}
+</tool_call>{% endfor %}<|im_end|>
+{% elif m.role == 'tool' %}<|im_start|>user
+<tool_response>
+{{ m.content }}
+</tool_response><|im_end|>
+{% elif m.role != 'system' %}<|im_start|>{{ m.role }}
+{{ m.content }}<|im_end|>
+{% endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
+                   "required": ["city"]}}}
+TIME = {"type": "function", "function": {
+    "name": "get_time", "description": "Local time in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
+                   "required": ["city"]}}}
+SMALL = {"n_ctx": 2048, "n_parallel": 2, "max_queue": 0, "n_threads": 1}
+
+
+@pytest.fixture(scope="module")
+def hermes_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("hermes")
+    template = folder / "template.jinja"
+    template.write_text(TEMPLATE, encoding="utf-8")
+    return smollm2_copy(folder / "smollm2-hermes.gguf", "--chat-template-file", str(template))
+
+
+@pytest.fixture(scope="module")
+def client(hermes_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
+    yield from local_gateway("agent", hermes_model, tmp_path_factory.mktemp("hermes-gateway"),
+                             SMALL)
+
+
+def test_the_format_is_read_from_the_template() -> None:
+    assert native_format(TEMPLATE) == HERMES
+    assert native_format("{% for m in messages %}{{ m.content }}{% endfor %}") is None
+    grammar = wrap_grammar('root ::= "{" space "}"\nspace ::= " "?\n')
+    assert grammar.startswith('root ::= "<tool_call>\\n" native-call "\\n</tool_call>"')
+    assert 'native-call ::= "{" space "}"' in grammar
+
+
+def test_calls_are_parsed_from_tool_call_blocks() -> None:
+    names = ("get_weather", "get_time")
+    two = ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>\n'
+           '<tool_call>\n{"name": "get_time", "arguments": "{\\"city\\": \\"Lima\\"}"}\n</tool_call>')
+    calls = parse_calls(two, names)
+    assert calls is not None and [c["name"] for c in calls] == ["get_weather", "get_time"]
+    assert [json.loads(c["arguments"]) for c in calls] == [{"city": "Oslo"}, {"city": "Lima"}]
+    assert parse_calls("It is sunny. " + two, names) is None          # text around: text
+    assert parse_calls('<tool_call>{"name": "rm_rf", "arguments": {}}</tool_call>', names) is None
+    assert parse_calls("<tool_call>not json</tool_call>", names) is None
+
+
+def test_auto_holds_a_call_and_releases_text() -> None:
+    buf = ToolCallBuffer("auto", ("get_weather",), HERMES)
+    assert buf.feed("<tool", []) == ("", [])
+    assert buf.feed('_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}', []) == ("", [])
+    assert buf.feed("\n</tool_call>", []) == ("", [])
+    delta, _, reason = buf.finish("stop")
+    assert reason == "tool_calls" and delta["tool_calls"][0]["function"]["name"] == "get_weather"
+    text = ToolCallBuffer("auto", ("get_weather",), HERMES)
+    assert text.feed("<", []) == ("", [])
+    assert text.feed("b>Sunny</b>", []) == ("<b>Sunny</b>", [])     # not a call after all
+
+
+def test_the_template_renders_tools_and_their_history(hermes_model: Path) -> None:
+    from manxue.engine.engine import Engine
+    from manxue.engine.options import EngineOptions
+
+    engine = Engine(hermes_model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
+    try:
+        assert engine.tool_format == HERMES
+        messages = [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "4 C, rain"}]
+        prepared = engine.prepare({"messages": messages, "tools": [WEATHER], "max_tokens": 4})
+        text = engine.render(template_history(messages), template_tools([WEATHER["function"]]))
+        assert prepared.prompt.tolist() == engine.tokenize_prompt(text)   # what is served
+        assert "<tools>" in text and '"name": "get_weather"' in text
+        assert '"arguments": {"city": "Oslo"}' in text          # arguments as an object
+        assert "<tool_response>\n4 C, rain\n</tool_response>" in text
+        assert "Result of" not in text                          # not the generic rewrite
+        assert prepared.tool_format == HERMES and prepared.tool_mode == "auto"
+    finally:
+        engine.close()
+
+
+def test_a_forced_call_is_valid_in_the_models_own_format(client: openai.OpenAI) -> None:
+    out = client.chat.completions.create(
+        model="agent", messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[WEATHER, TIME], tool_choice="required", max_tokens=64, temperature=0)
+    choice = out.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    call = choice.message.tool_calls[0]
+    assert call.function.name in ("get_weather", "get_time")
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+    named = client.chat.completions.create(
+        model="agent", messages=[{"role": "user", "content": "What time is it in Lima?"}],
+        tools=[WEATHER, TIME], tool_choice={"type": "function", "function": {"name": "get_time"}},
+        max_tokens=64, temperature=0)
+    assert named.choices[0].message.tool_calls
+    assert named.choices[0].message.tool_calls[0].function.name == "get_time"
+    streamed = client.chat.completions.create(
+        model="agent", messages=[{"role": "user", "content": "Weather in Rome?"}],
+        tools=[WEATHER], tool_choice="required", max_tokens=64, temperature=0, stream=True)
+    calls = [c for ch in streamed for c in (ch.choices[0].delta.tool_calls or []) if ch.choices]
+    assert calls and calls[0].function is not None and calls[0].function.name == "get_weather"
