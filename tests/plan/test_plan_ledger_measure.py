@@ -85,3 +85,13 @@ def test_measure_times_the_engine_and_saves_calibration_rows(tmp_path: Path) -> 
 
     local = [r for r in calibration(local=saved) if r.anchor.hardware == "this-host"]
     assert len(local) == 3 and all(r.estimate > 0 for r in local)
+
+
+def test_a_broken_local_calibration_file_is_left_out(tmp_path: Path, monkeypatch, caplog) -> None:
+    bad = tmp_path / "plan-calibration.toml"
+    bad.write_text('[[anchor]]\nid = "x"\nengine = "manxue"\nhardware = "nowhere"\n')
+    monkeypatch.setenv("MANXUE_PLAN_CALIBRATION", str(bad))
+    with caplog.at_level("WARNING", logger="manxue.plan"):
+        r = json.loads(run("-m", "deepseek-r1", "--hardware", "h800", "-n", "16", "--json"))
+    assert r["throughput"]["basis"] == "calibrated on published measurements"
+    assert "ignoring the measured calibration rows" in caplog.text

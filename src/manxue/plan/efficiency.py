@@ -14,6 +14,7 @@ the planner on published figures (docs/plan.md prints it; a test pins it).
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from manxue.errors import ConfigError, ManxueError
 from manxue.plan.calibration import Anchor, CalibrationRow, calibration, default_local_file
 
 # engine → family: engines whose kernels and schedulers behave alike share what they learn
@@ -42,7 +44,8 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("phase", "batch"),
     ("phase",),
 )
-MIN_SPREAD = 1.25   # the narrowest range quoted, as a factor either way
+MIN_SPREAD = 1.25
+log = logging.getLogger("manxue.plan")   # the narrowest range quoted, as a factor either way
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +187,14 @@ def _model_for(local: Path | None, stamp: float) -> EfficiencyModel:
 
 def builtin_model() -> EfficiencyModel:
     """The shipped table plus this machine's measured rows, if any (`plan measure --save`);
-    the range floor is the shipped table's median leave-one-out factor."""
+    the range floor is the shipped table's median leave-one-out factor. A local file that
+    cannot be read or planned is left out with a warning: plans go on from the shipped table."""
     local = default_local_file()
-    return _model_for(local, local.stat().st_mtime if local else 0.0)
+    if local is None:
+        return _model_for(None, 0.0)
+    try:
+        return _model_for(local, local.stat().st_mtime)
+    except (ConfigError, ManxueError, OSError) as exc:
+        log.warning("plan: ignoring the measured calibration rows in %s: %s", local,
+                    getattr(exc, "message", None) or exc)
+        return _model_for(None, 0.0)
