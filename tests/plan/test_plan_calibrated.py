@@ -23,13 +23,14 @@ def test_leave_one_out_error_is_pinned() -> None:
     loo = leave_one_out(calibration())
     summary = loo_summary(loo)
     print({r.id: round(r.factor, 2) for r in loo}, summary)
-    assert summary["rows"] >= 35
+    assert summary["rows"] >= 36
     assert summary["median_error"] <= 0.30
-    # beyond 2×: llama.cpp's 1.58-bit R1 on 2 × H100 for one user (its IQ1_S kernels of
-    # January 2025), learned from the serving engines' one-user rows on 8 and 16 GPUs
-    assert summary["worst_factor"] <= 2.45
+    # beyond 2×: llama.cpp's two one-user rows of the 1.58-bit R1 on two GPUs (January 2025),
+    # each the other's only peer: Unsloth's 14 tok/s on 2 × H100 (context not published, 2048
+    # assumed) and a user's 9.19 tok/s on 2 × A100 (a 24-token context)
+    assert summary["worst_factor"] <= 2.25
     beyond = sorted(r.id for r in loo if r.factor > 2.0)
-    assert beyond == ["llamacpp-1.58bit-single"]
+    assert beyond == ["llamacpp-1.58bit-2xa100-single", "llamacpp-1.58bit-single"]
 
 
 def test_calibration_command_shows_the_leave_one_out_table() -> None:
