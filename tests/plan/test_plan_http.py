@@ -75,3 +75,25 @@ def test_errors_are_openai_error_json(url: str, params: dict[str, str], status: 
     assert r.status_code == status
     err = r.json()["error"]
     assert err["code"] == code and err["param"] == param and err["message"]
+
+
+@pytest.mark.parametrize(("params", "param"), [
+    ({"engine": "warp-drive"}, "engine"),
+    ({"user_speed": "-1"}, "user_speed"),
+    ({"user_speed": "fast"}, "user_speed"),
+    ({"efficiency": "0"}, "efficiency"),
+])
+def test_calibration_inputs_are_checked(url: str, params: dict[str, str], param: str) -> None:
+    r = httpx.get(f"{url}/v1/plan", params={"model": "deepseek-r1", "hardware": "h800",
+                                            "gpus": "16", **params})
+    assert r.status_code == 422
+    assert r.json()["error"]["param"] == param
+
+
+def test_calibrated_by_default_over_http(url: str) -> None:
+    body = httpx.get(f"{url}/v1/plan", params={"model": "deepseek-r1", "hardware": "h800",
+                                               "gpus": "16", "engine": "sglang",
+                                               "user_speed": "20"}).json()
+    t = body["throughput"]
+    assert t["engine"] == "sglang" and t["per_user_speed_target"] == 20
+    assert t["decode_tokens_per_s_per_sequence"]["value"] >= 20

@@ -44,8 +44,9 @@ class PlanQuery:
 
 
 def deployment_for(q: PlanQuery, catalog: Catalog, allow_paths: bool = True) -> Deployment:
+    efficiency = 1.0 if q.efficiency is None else q.efficiency  # None: calibrated later
     return Deployment(catalog.model(q.model, allow_paths), catalog.device(q.hardware), q.gpus,
-                      q.precision, q.context, q.efficiency or 1.0, q.overhead, q.kv_dtype,
+                      q.precision, q.context, efficiency, q.overhead, q.kv_dtype,
                       q.kv_bytes_per_token, q.engine)
 
 
