@@ -95,3 +95,29 @@ def test_a_broken_local_calibration_file_is_left_out(tmp_path: Path, monkeypatch
         r = json.loads(run("-m", "deepseek-r1", "--hardware", "h800", "-n", "16", "--json"))
     assert r["throughput"]["basis"] == "calibrated on published measurements"
     assert "ignoring the measured calibration rows" in caplog.text
+
+
+def test_hourly_tokens_are_summed_by_postgresql_too(postgres_url: str) -> None:
+    from manxue.accounting.reports import hourly_tokens
+
+    engine = open_engine(postgres_url)
+    try:
+        now = time.time()
+        rows = [as_dict(row(i, now - i * 1000)) for i in range(10)]
+        insert_rows(engine, rows)
+        got = hourly_tokens(engine, datetime.now(UTC) - timedelta(days=1),
+                            datetime.now(UTC) + timedelta(hours=1))
+        assert sum(v[0] for v in got.values()) == sum(r["prompt_tokens"] for r in rows)
+        assert sum(v[2] for v in got.values()) == sum(r["completion_tokens"] for r in rows)
+        assert all(h.minute == 0 and h.tzinfo is not None for h in got)
+    finally:
+        engine.dispose()
+
+
+def test_an_unreachable_ledger_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text('database_url = "postgresql://someone:secret@127.0.0.1:1/ledger"\n')
+    res = runner.invoke(plan_app, ["build-vs-buy", "--from-ledger", "--config", str(cfg),
+                                   "-m", "deepseek-r1", "--hardware", "h800", "-n", "16"])
+    assert res.exit_code == 2 and "cannot read the usage ledger at 127.0.0.1:1/ledger" in res.output
+    assert "secret" not in res.output and "Traceback" not in res.output

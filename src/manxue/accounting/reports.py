@@ -16,7 +16,7 @@ from sqlalchemy import Date, Engine, String, cast, func, select
 from manxue.accounting import fixed_costs as fc
 from manxue.accounting.fixed_costs import FixedCost
 from manxue.accounting.money import text as money_text
-from manxue.errors import InvalidParameters, TenantNotFound
+from manxue.errors import ConfigError, InvalidParameters, TenantNotFound
 from manxue.store.tables import api_keys, ledger, tenants
 from manxue.timeutil import assume_utc
 
@@ -250,29 +250,36 @@ def invoice_csv(engine: Engine, tenant: str, month: str) -> str:
 def hourly_tokens(engine: Engine, since: datetime, until: datetime,
                   models: tuple[str, ...] = ()) -> dict[datetime, tuple[int, int, int]]:
     """Prompt, cache-hit and completion tokens per UTC hour in [since, until), optionally of
-    some request models only (the traffic profile `plan build-vs-buy --from-ledger` reads)."""
-    q = select(ledger.c.at, ledger.c.prompt_tokens, ledger.c.cache_hit_tokens,
-               ledger.c.completion_tokens).where(ledger.c.at >= since, ledger.c.at < until)
+    some request models only (the traffic profile `plan build-vs-buy --from-ledger` reads);
+    summed by the database, one row per hour."""
+    hour = (func.strftime("%Y-%m-%d %H:00:00", ledger.c.at) if engine.dialect.name == "sqlite"
+            else func.to_char(func.timezone("UTC", ledger.c.at), "YYYY-MM-DD HH24:00:00"))
+    q = select(hour, func.sum(ledger.c.prompt_tokens), func.sum(ledger.c.cache_hit_tokens),
+               func.sum(ledger.c.completion_tokens)
+               ).where(ledger.c.at >= since, ledger.c.at < until).group_by(hour)
     if models:
         q = q.where(ledger.c.model.in_(list(models)))
-    sums: dict[datetime, list[int]] = {}
     with engine.connect() as conn:
-        for at, prompt, hit, completion in conn.execute(q.execution_options(yield_per=5000)):
-            hour = assume_utc(at).replace(minute=0, second=0, microsecond=0)
-            s = sums.setdefault(hour, [0, 0, 0])
-            s[0] += prompt or 0
-            s[1] += hit or 0
-            s[2] += completion or 0
-    return {h: (s[0], s[1], s[2]) for h, s in sums.items()}
+        return {assume_utc(datetime.fromisoformat(h)): (int(p or 0), int(c or 0), int(o or 0))
+                for h, p, c, o in conn.execute(q)}
 
 
 def hourly_tokens_at(database_url: str, since: datetime, until: datetime,
                      models: tuple[str, ...] = ()) -> dict[datetime, tuple[int, int, int]]:
-    """`hourly_tokens` of the ledger in the database at `database_url`."""
+    """`hourly_tokens` of the ledger in the database at `database_url`; ConfigError when that
+    database cannot be opened or read (named by its host, never its credentials)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from manxue.store.db import open_engine
 
-    engine = open_engine(database_url)
     try:
-        return hourly_tokens(engine, since, until, models)
-    finally:
-        engine.dispose()
+        engine = open_engine(database_url)
+        try:
+            return hourly_tokens(engine, since, until, models)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        where = database_url.rpartition("@")[2]
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ConfigError(f"cannot read the usage ledger at {where}: {reason}; check "
+                          "database_url (or MANXUE_DATABASE_URL) in the config") from None
