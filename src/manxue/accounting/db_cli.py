@@ -14,7 +14,7 @@ from rich.console import Console
 
 from manxue.errors import ConfigError
 from manxue.settings import load_settings
-from manxue.store.db import open_engine, revision
+from manxue.store.db import open_engine, revision, upgrade
 
 db_app = typer.Typer(
     help="The database (SQLite or PostgreSQL) behind keys, tenants and the ledger.\n\n"
@@ -38,11 +38,12 @@ def migrate(
         settings = load_settings(config)
         url = settings.resolved_database_url()
         engine = open_engine(url, migrate=False)
-        before = revision(engine)
-        engine.dispose()
-        engine = open_engine(url)
-        after = revision(engine)
-        engine.dispose()
+        try:
+            before = revision(engine)
+            upgrade(engine)
+            after = revision(engine)
+        finally:
+            engine.dispose()
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -103,18 +103,17 @@ class _Speeds:
     def __init__(self, bound: Capacity, engine: str, model: EfficiencyModel | None) -> None:
         self.bound, self.engine, self.model = bound, engine, model
 
-    def efficiency(self, batch: int) -> Efficiency | None:
+    def efficiency(self, phase: str, batch: int | None) -> Efficiency | None:
         d = self.bound.deployment
         if self.model is None:
             return None
-        return self.model.efficiency(regime("decode", batch, self.engine, d.hw.kind, d.gpus))
+        return self.model.efficiency(regime(phase, batch, self.engine, d.hw.kind, d.gpus))
 
     def per_sequence(self, batch: int) -> float:
-        d = self.bound.deployment
-        eff = self.efficiency(batch)
-        share = eff.value if eff else d.efficiency
-        factor = share if eff else 1.0     # a given efficiency is already in the roofline
-        return decode_step(self.bound.roofline, batch, d.context).per_sequence_tokens_per_s * factor
+        eff = self.efficiency("decode", batch)
+        factor = eff.value if eff else 1.0  # a given efficiency is already in the roofline
+        step = decode_step(self.bound.roofline, batch, self.bound.deployment.context)
+        return step.per_sequence_tokens_per_s * factor
 
 
 def _batch_for_speed(speeds: _Speeds, most: int, target: float) -> tuple[int, bool]:
@@ -148,12 +147,10 @@ def plan_calibrated(d: Deployment, batch: int | None = None, *, calibrated: bool
     if batch is None and most >= 1:
         batch, meets = _batch_for_speed(speeds, most, user_speed)
     bound = plan_capacity(d, batch) if batch is not None else fits
-    if learned is None:
+    dec = speeds.efficiency("decode", bound.decode.batch if bound.decode else 1)
+    one = speeds.efficiency("decode", 1)
+    pre = speeds.efficiency("prefill", None)
+    if dec is None or one is None or pre is None:
         return Calibrated(bound, bound, engine, None, None, None, user_speed, meets)
-    n = bound.decode.batch if bound.decode else 1
-    kind, gpus = d.hw.kind, d.gpus
-    dec = learned.efficiency(regime("decode", n, engine, kind, gpus))
-    one = learned.efficiency(regime("decode", 1, engine, kind, gpus))
-    pre = learned.efficiency(regime("prefill", None, engine, kind, gpus))
     return Calibrated(_derate(bound, dec.value, one.value, pre.value), bound, engine, dec, one,
                       pre, user_speed, meets)

@@ -180,8 +180,9 @@ def loo_summary(loo: Sequence[LooRow]) -> dict[str, float]:
 
 @lru_cache(maxsize=4)
 def _model_for(local: Path | None, stamp: float) -> EfficiencyModel:
-    rows = calibration(local=local)
-    summary = loo_summary(leave_one_out(calibration()))
+    shipped = calibration()
+    rows = calibration(local=local) if local is not None else shipped
+    summary = loo_summary(leave_one_out(shipped))
     return EfficiencyModel(rows).with_floor(summary["median_factor"])
 
 

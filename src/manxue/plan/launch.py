@@ -51,7 +51,7 @@ def launch_plan(cap: Capacity, engine: str, python: str = "python3") -> dict[str
     name: EngineName = "vllm" if engine == "vllm" else "sglang"
     tp, pp = (in_node, nnodes) if name == "vllm" else (d.gpus, 1)
     native = d.model.native_precision
-    quant = cap.precision.name if cap.precision.name in ("fp8",) and native != "fp8" else None
+    quant = "fp8" if cap.precision.name == "fp8" and native != "fp8" else None
     model = repo_of(d.model.source, d.model.id)
     nodes = []
     ranks = range(nnodes) if name == "sglang" else range(1)

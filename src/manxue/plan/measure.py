@@ -158,7 +158,7 @@ def _span(done: Sequence[tuple[float, float, int]]) -> float:
 
 
 def predicted(model: Any, hw: HardwareSpec, batch: int, context: int,
-              phase: str, extra: Sequence[Any] = ()) -> dict[str, float]:
+              phase: str) -> dict[str, float]:
     from manxue.plan.calibrated import plan_calibrated
     from manxue.plan.capacity import Deployment
 

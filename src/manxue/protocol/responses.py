@@ -296,10 +296,6 @@ def response_object(response_id: str, data: dict[str, Any], model: str, answer: 
     }
 
 
-_TEXT_DELTA = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
-               b'"sequence_number":')
-
-
 class ResponsesStream:
     """Turns the chat relay's SSE lines into Responses stream events: response.created and
     .in_progress; per output item .output_item.added, the deltas (reasoning summary, output
@@ -318,7 +314,7 @@ class ResponsesStream:
         self._chat_index = -1  # its index in the chat stream's tool_calls
         self.done = False
         self.failed = False
-        self._text_mid = b""  # an output_text.delta event of the open message, after its number
+        self._text_fields = b""  # an output_text.delta's fields of the open message, to its text
 
     def _event(self, kind: str, payload: dict[str, Any]) -> bytes:
         body = {"type": kind, "sequence_number": self.seq, **payload}
@@ -363,9 +359,8 @@ class ResponsesStream:
             text = plain_text(chunk)
             if text is not None:  # the usual chunk: one text delta, from a template
                 self.answer.add_text(text)
-                self.seq += 1
-                return [*out, _TEXT_DELTA + str(self.seq - 1).encode() + self._text_mid
-                        + orjson.dumps(text) + b',"logprobs":[]}\n\n']
+                return [*out, self._raw_event("response.output_text.delta", self._text_fields
+                                              + orjson.dumps(text) + b',"logprobs":[]')]
         if "error" in chunk:
             err = chunk["error"] if isinstance(chunk["error"], dict) else {}
             self.done = self.failed = True
@@ -433,8 +428,9 @@ class ResponsesStream:
         out.append(self._event("response.output_item.added",
                                {"output_index": self.index, "item": self._item()}))
         if kind == "message":
-            self._text_mid = (b',"item_id":' + orjson.dumps(self.ids.message) + b',"output_index":'
-                              + str(self.index).encode() + b',"content_index":0,"delta":')
+            self._text_fields = (b'"item_id":' + orjson.dumps(self.ids.message)
+                                 + b',"output_index":' + str(self.index).encode()
+                                 + b',"content_index":0,"delta":')
             out.append(self._event("response.content_part.added", {
                 "item_id": self.ids.message, "output_index": self.index, "content_index": 0,
                 "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}))
