@@ -39,7 +39,9 @@ def test_an_honest_endpoint_without_logprobs_is_vouched_for(bench: Bench, scorer
     ev = lik["evidence"]
     assert lik["status"] == "pass" and ev["detectable_shift"] <= 0.1
     assert "would have been caught" in r["reason"] and str(ev["detectable_shift"]) in r["reason"]
-    assert abs(ev["mean_z"]) < 0.1 and ev["answers"] < 60  # stopped once decisive
+    # stopped once decisive; the raw mean z is not bounded here: a few very unlikely tokens
+    # move it (0.27 in one honest CI run), which is why the wealths bet on clipped z
+    assert ev["answers"] < 60 and ev["log_e_substituted"] < ev["log_threshold"]
     assert r["settings"]["reference_weights"] == default_model_path().name
 
 
