@@ -1,11 +1,13 @@
 """What each API format costs through the gateway, against chat completions on the same run.
 
-    python benchmarks/api_routes.py [--duration 6]
+    python benchmarks/api_routes.py [--duration 6] [--long-chunks 100]
 
 One `manxue serve` (one worker pinned to CPU 0, metering off: benchmarks/metering.py measures
 that) in front of the DeepSeek emulator; wrk (CPU 1, with the emulator) sends the same small
 request in each format: OpenAI chat, Anthropic Messages, OpenAI Responses, text completions and
-embeddings, whole and streamed, at concurrency 1 and 50. Each cell alternates chat and the
+embeddings, whole and streamed, at concurrency 1 and 50; then the streamed formats again with
+an answer of `--long-chunks` deltas (a second emulator and gateway), where the formats' fixed
+per-answer events weigh less and their per-delta cost shows. Each cell alternates chat and the
 format `--repeats` times and reports the medians of the format's RPS over chat's, and of the
 gateway's CPU time per request (chat's over the format's: what the format costs the gateway,
 steadier than RPS on a shared machine). Needs `wrk`. Writes docs/benchmarks/api-routes.md.
@@ -42,6 +44,8 @@ from loadgen import (
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks" / "api-routes.md"
 ASK = '"content":"hello benchmark"'
+LONG_WORDS = 200
+"""Words in the long rows' prompt; the emulator echoes it back in `--long-chunks` deltas."""
 ROUTES = {
     "Anthropic Messages": ("/v1/messages", '{"model":"deepseek-chat","max_tokens":64,'
                            '"messages":[{"role":"user",' + ASK + '}]%s}'),
@@ -56,37 +60,59 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
     ap.add_argument("--repeats", type=int, default=3, help="chat / format pairs per cell")
+    ap.add_argument("--long-chunks", type=int, default=100,
+                    help="content deltas of the long streamed answers (0: no long rows)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
     tmp = Path(tempfile.mkdtemp(prefix="manxue-bench-"))
-    up_port, gw_port = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
     rows: list[Row] = []
     try:
-        gateway = emulator_and_gateway(tmp, up_port, gw_port, procs)
-        gw = f"http://127.0.0.1:{gw_port}"
-        wait_http(f"http://127.0.0.1:{up_port}/v1/models")
-        wait_http(gw + "/health")
-        wrk(gw, 10, 2, False, tmp)  # warm up
+        gateway, gw = _pair(tmp, procs, 3)
         for name, (path, body) in ROUTES.items():
             for stream in (False, True):
                 if stream and name == "embeddings":
                     continue
                 for conc in (1, 50):
-                    pairs = []
-                    for _ in range(args.repeats):
-                        chat = measured(gateway.pid, gw, conc, args.duration, stream, tmp)
-                        other = measured(gateway.pid, gw, conc, args.duration, stream, tmp,
-                                         path=path, body=body)
-                        pairs.append((chat, other))
-                    row = Row(name, stream, conc, pairs)
-                    rows.append(row)
-                    print(f"{name:20} stream={stream!s:5} c={conc:2}: RPS {row.rps_ratio:.0%}, "
-                          f"CPU per request {row.cpu_ratio:.0%} of chat's", flush=True)
+                    rows.append(_row(Row(name, stream, conc, 3, []), gateway.pid, gw, path, body,
+                                     BODY, args, tmp))
+        if args.long_chunks:
+            gateway, gw = _pair(tmp, procs, args.long_chunks)
+            text = " ".join(["hello benchmark"] * (LONG_WORDS // 2))
+            chat_body = BODY.replace("hello benchmark", text)
+            for name, (path, body) in ROUTES.items():
+                if name != "embeddings":
+                    rows.append(_row(Row(name, True, 50, args.long_chunks, []), gateway.pid, gw,
+                                     path, body.replace("hello benchmark", text), chat_body,
+                                     args, tmp))
     finally:
         stop_all(procs, tmp)
     write_doc(OUT, render(rows, args.duration, args.repeats), ROOT)
+
+
+def _pair(tmp: Path, procs: list[subprocess.Popen[bytes]], chunks: int
+          ) -> tuple[subprocess.Popen[bytes], str]:
+    """An emulator streaming `chunks` deltas per answer and a gateway before it, warmed up."""
+    up_port, gw_port = free_port(), free_port()
+    gateway = emulator_and_gateway(tmp, up_port, gw_port, procs, chunks)
+    gw = f"http://127.0.0.1:{gw_port}"
+    wait_http(f"http://127.0.0.1:{up_port}/v1/models")
+    wait_http(gw + "/health")
+    wrk(gw, 10, 2, False, tmp)  # warm up
+    return gateway, gw
+
+
+def _row(row: Row, pid: int, gw: str, path: str, body: str, chat_body: str,
+         args: argparse.Namespace, tmp: Path) -> Row:
+    """Alternate chat and the format `args.repeats` times on one gateway."""
+    for _ in range(args.repeats):
+        chat = measured(pid, gw, row.conc, args.duration, row.stream, tmp, body=chat_body)
+        other = measured(pid, gw, row.conc, args.duration, row.stream, tmp, path=path, body=body)
+        row.pairs.append((chat, other))
+    print(f"{row.name:20} stream={row.stream!s:5} c={row.conc:2} deltas={row.chunks:3}: "
+          f"RPS {row.rps_ratio:.0%}, CPU per request {row.cpu_ratio:.0%} of chat's", flush=True)
+    return row
 
 
 @dataclass
@@ -100,6 +126,8 @@ class Row:
     name: str
     stream: bool
     conc: int
+    chunks: int
+    """Content deltas of a streamed answer."""
     pairs: list[tuple[Cell, Cell]]
 
     @property
@@ -133,19 +161,22 @@ def render(rows: list[Row], duration: float, repeats: int) -> list[str]:
         f"({duration:g} s each; the gateway on CPU 0, wrk and the emulator on CPU 1). Each "
         "figure is the median over the repeats: the format's RPS over chat's, and chat's "
         "gateway CPU time per request over the format's (what the format costs the gateway; "
-        "steadier than RPS on a shared machine).",
+        "steadier than RPS on a shared machine). The emulator streams each answer in a given "
+        f"number of content deltas: 3 for the short request, {LONG_WORDS // 2} times "
+        "'hello benchmark' echoed back for the long rows.",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}. Chat's request: `{BODY % ''}`.",
         "",
-        "| format | mode | concurrency | chat RPS | format RPS | RPS format / chat "
+        "| format | mode | deltas | concurrency | chat RPS | format RPS | RPS format / chat "
         "| chat CPU µs/req | format CPU µs/req | CPU chat / format | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         errors = sum(c.result.errors + o.result.errors for c, o in r.pairs)
         lines.append(
-            f"| {r.name} | {'stream' if r.stream else 'whole'} | {r.conc} | "
+            f"| {r.name} | {'stream' if r.stream else 'whole'} | "
+            f"{r.chunks if r.stream else '–'} | {r.conc} | "
             f"{r.median(lambda p: p[0].result.rps):,.0f} | {r.median(lambda p: p[1].result.rps):,.0f} | "
             f"{r.rps_ratio:.0%} | {r.median(lambda p: p[0].cpu_us):,.0f} | "
             f"{r.median(lambda p: p[1].cpu_us):,.0f} | {r.cpu_ratio:.0%} | {errors} |")

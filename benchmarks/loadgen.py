@@ -111,13 +111,14 @@ def write_doc(out: Path, lines: list[str], root: Path) -> None:
 
 
 def emulator_and_gateway(tmp: Path, up_port: int, gw_port: int,
-                         procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-    """The DeepSeek emulator on CPU 1 and `manxue serve` (metering off: the gateway alone) on
-    CPU 0 in front of it, both appended to `procs`; returns the gateway's process."""
+                         procs: list[subprocess.Popen[bytes]], chunks: int = 3) -> subprocess.Popen[bytes]:
+    """The DeepSeek emulator on CPU 1 (streaming each answer in `chunks` content chunks) and
+    `manxue serve` (metering off: the gateway alone) on CPU 0 in front of it, both appended to
+    `procs`; returns the gateway's process."""
     procs.append(subprocess.Popen(pinned(1, [sys.executable, "-m", "manxue.testing.deepseek_emulator",
-                                             "--port", str(up_port)])))
-    cfg = tmp / "bench.toml"
-    cfg.write_text(f'data_dir = "{tmp / "data"}"\n[server]\nlog_level = "warning"\n'
+                                             "--port", str(up_port), "--chunks", str(chunks)])))
+    cfg = tmp / f"bench-{gw_port}.toml"
+    cfg.write_text(f'data_dir = "{tmp / f"data-{gw_port}"}"\n[server]\nlog_level = "warning"\n'
                    '[billing]\nenabled = false\n[[deployments]]\nname = "emu"\n'
                    f'model = "deepseek-chat"\nbase_url = "http://127.0.0.1:{up_port}"\n')
     gw = subprocess.Popen(pinned(0, [sys.executable, "-m", "manxue", "serve", "--config", str(cfg),

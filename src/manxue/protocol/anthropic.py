@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from manxue.errors import InvalidParameters, InvalidRequest, ManxueError, UpstreamError
-from manxue.protocol.sse import plain_text
+from manxue.protocol.sse import plain_text, plain_text_json
 
 ANTHROPIC_PREFIX = "/anthropic"
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
@@ -300,6 +300,10 @@ class MessagesStream:
         payload = line[6:].strip()
         if payload == b"[DONE]":
             return self.finish()
+        if self.open == "text":
+            found = plain_text_json(payload)
+            if found is not None:  # the usual chunk, not even parsed
+                return [self._text_head + found[0] + b"}}\n\n"]
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:

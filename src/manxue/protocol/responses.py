@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from manxue.errors import InvalidParameters, InvalidRequest
-from manxue.protocol.sse import plain_text
+from manxue.protocol.sse import plain_text, plain_text_json
 
 _ROLES = ("user", "assistant", "system", "developer")
 
@@ -296,6 +296,10 @@ def response_object(response_id: str, data: dict[str, Any], model: str, answer: 
     }
 
 
+_EVENT_HEADS: dict[str, bytes] = {}
+"""Each event kind's first bytes, up to its sequence number."""
+
+
 class ResponsesStream:
     """Turns the chat relay's SSE lines into Responses stream events: response.created and
     .in_progress; per output item .output_item.added, the deltas (reasoning summary, output
@@ -337,15 +341,24 @@ class ResponsesStream:
 
     def _raw_event(self, kind: str, fields: bytes) -> bytes:
         """An event whose fields after type and sequence_number are already JSON."""
-        head = kind.encode()
+        head = _EVENT_HEADS.get(kind)
+        if head is None:
+            name = kind.encode()
+            head = _EVENT_HEADS[kind] = b'event: %s\ndata: {"type":"%s","sequence_number":' % (
+                name, name)
         self.seq += 1
-        return (b"event: " + head + b'\ndata: {"type":"' + head + b'","sequence_number":'
-                + str(self.seq - 1).encode() + b"," + fields + b"}\n\n")
+        return b"%s%d,%s}\n\n" % (head, self.seq - 1, fields)
 
     def feed(self, line: bytes) -> list[bytes]:
         if not line.startswith(b"data: "):
             return []
         payload = line[6:].strip()
+        if self.open == "message":
+            found = plain_text_json(payload)
+            if found is not None:  # the usual chunk, not even parsed
+                self.answer.add_text(found[1])
+                return [self._raw_event("response.output_text.delta",
+                                        self._text_fields + found[0] + b',"logprobs":[]')]
         out = self.start() if self.seq == 0 else []
         if payload == b"[DONE]":
             return out + self.finish()

@@ -39,3 +39,32 @@ def plain_text(chunk: dict[str, Any]) -> str | None:
         if value and key != "content" and key != "role":
             return None
     return text
+
+
+
+# the usual chunk, as DeepSeek, OpenAI and the local engine lay it out: one choice whose delta
+# is only a content string, last in the chunk
+_PLAIN_HEAD = b'"choices":[{"index":0,"delta":{"content":'
+_PLAIN_TAILS = (b'},"logprobs":null,"finish_reason":null}]}', b'},"finish_reason":null}]}',
+                b'},"logprobs":null}]}', b'}}]}')
+
+
+def plain_text_json(payload: bytes) -> tuple[bytes, str] | None:
+    """What `plain_text` finds in a chunk in the usual layout, found without parsing the
+    chunk: its content as the JSON string literal it came in (quotes and escapes included) and
+    as text. None when the chunk is laid out otherwise, is empty, or names `usage` before its
+    choices (outside its strings: there quotes are escaped); the caller then parses it."""
+    at = payload.find(_PLAIN_HEAD)
+    if at < 0 or payload.find(b'"usage"', 0, at) >= 0:
+        return None
+    for tail in _PLAIN_TAILS:
+        if payload.endswith(tail):
+            break
+    else:
+        return None
+    literal = payload[at + len(_PLAIN_HEAD): len(payload) - len(tail)]
+    try:
+        text = orjson.loads(literal)  # one string, or the chunk was not the usual one
+    except orjson.JSONDecodeError:
+        return None
+    return (literal, text) if isinstance(text, str) and text else None
