@@ -1,11 +1,19 @@
 """A model's own tool-call format, when its chat template has one.
 
-Templates that take `tools` and write calls as `<tool_call>{"name": ..., "arguments": {...}}
-</tool_call>` (the Hermes format: Qwen2 and 2.5, Qwen3, Hermes, many fine-tunes) are served in
-that format: the template renders the tools and the tool history itself, a forced call is
-sampled under a grammar for exactly that wrapping around the call's JSON, and the answer's
-`<tool_call>` blocks become OpenAI tool calls (several, in order). Any other template gets the
-generic format of engine/tools.py.
+Two formats are read from templates:
+
+- Hermes: templates that take `tools` and write calls as `<tool_call>{"name": ...,
+  "arguments": {...}}</tool_call>` (Qwen2 and 2.5, Qwen3, Hermes, many fine-tunes); a forced
+  call is sampled under a grammar for exactly that wrapping around the call's JSON, and the
+  answer's `<tool_call>` blocks become OpenAI tool calls (several, in order).
+- Llama 3 JSON: Llama 3.1 / 3.2 / 3.3 templates, which list the tools as JSON, ask for
+  `{"name": ..., "parameters": {...}}` as the whole answer (optionally after `<|python_tag|>`)
+  and give tool results the `ipython` role; a forced call is that object under a grammar, and
+  an answer that is such objects (several separated by `;`, as Llama 3.2 writes them) becomes
+  the tool calls.
+
+Either way the template renders the tools and the tool history itself. Any other template gets
+the generic format of engine/tools.py.
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ import re
 from typing import Any
 
 HERMES = "hermes"
+LLAMA3_JSON = "llama3-json"
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
+PYTHON_TAG = "<|python_tag|>"
 _BLOCK = re.compile(re.escape(OPEN) + r"\s*(.*?)\s*" + re.escape(CLOSE), re.DOTALL)
 _ROOT = re.compile(r"^root ::= ", re.MULTILINE)
 _USES_TOOLS = re.compile(r"\btools\b")
@@ -24,13 +34,24 @@ _USES_TOOLS = re.compile(r"\btools\b")
 
 def native_format(template_source: str) -> str | None:
     """The tool format a chat template writes itself, or None (the generic one applies)."""
-    if OPEN in template_source and CLOSE in template_source and _USES_TOOLS.search(template_source):
+    if not _USES_TOOLS.search(template_source):
+        return None
+    if OPEN in template_source and CLOSE in template_source:
         return HERMES
+    if "ipython" in template_source and '"parameters"' in template_source:
+        return LLAMA3_JSON
     return None
 
 
-def wrap_grammar(gbnf: str) -> str:
-    """A call grammar (root: the call's JSON object) wrapped in the format's tags."""
+def arguments_key(fmt: str | None) -> str:
+    """The key a call's arguments go under in the format."""
+    return "parameters" if fmt == LLAMA3_JSON else "arguments"
+
+
+def wrap_grammar(gbnf: str, fmt: str = HERMES) -> str:
+    """A call grammar (root: the call's JSON object) wrapped as the format writes a call."""
+    if fmt == LLAMA3_JSON:
+        return gbnf  # the object is the whole answer
     inner = _ROOT.sub("native-call ::= ", gbnf, count=1)
     return f'root ::= "{OPEN}\\n" native-call "\\n{CLOSE}"\n{inner}'
 
@@ -60,33 +81,68 @@ def template_history(messages: list[Any]) -> list[Any]:
     return out
 
 
-def may_become_call(text: str) -> bool:
+def may_become_call(text: str, fmt: str = HERMES) -> bool:
     """Whether an answer so far may still turn out to open with a tool call."""
     head = text.lstrip()
+    if fmt == LLAMA3_JSON:
+        if head.startswith(PYTHON_TAG):
+            head = head[len(PYTHON_TAG):].lstrip()
+        elif PYTHON_TAG.startswith(head):
+            return True
+        return not head or head.startswith("{")
     return head.startswith(OPEN) or OPEN.startswith(head)
 
 
-def parse_calls(text: str, names: tuple[str, ...]) -> list[dict[str, Any]] | None:
-    """The calls an answer makes — it is only `<tool_call>` blocks, each naming a known
+def parse_calls(text: str, names: tuple[str, ...], fmt: str = HERMES
+                ) -> list[dict[str, Any]] | None:
+    """The calls an answer makes — it is only calls in the format, each naming a known
     function — or None: the answer is text."""
-    blocks = _BLOCK.findall(text)
-    if not blocks or _BLOCK.sub("", text).strip():
-        return None
-    calls = []
-    for block in blocks:
-        try:
-            value = json.loads(block)
-        except json.JSONDecodeError:
+    if fmt == LLAMA3_JSON:
+        values = _json_objects(text.strip().removeprefix(PYTHON_TAG))
+    else:
+        blocks = _BLOCK.findall(text)
+        if not blocks or _BLOCK.sub("", text).strip():
             return None
-        if not isinstance(value, dict) or value.get("name") not in names:
-            return None
-        args = value.get("arguments", {})
-        if isinstance(args, str):
+        values = []
+        for block in blocks:
             try:
-                args = json.loads(args)
+                values.append(json.loads(block))
             except json.JSONDecodeError:
                 return None
-        if not isinstance(args, dict):
+    if not values:
+        return None
+    calls = [c for c in (_call(v, names) for v in values) if c is not None]
+    return calls if len(calls) == len(values) else None
+
+
+def _json_objects(text: str) -> list[Any]:
+    """JSON values one after another, separated by `;` or white space; [] unless the text is
+    only that."""
+    decoder, at = json.JSONDecoder(), 0
+    values: list[Any] = []
+    while True:
+        while at < len(text) and (text[at].isspace() or (values and text[at] == ";")):
+            at += 1
+        if at == len(text):
+            return values
+        try:
+            value, at = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            return []
+        values.append(value)
+
+
+def _call(value: Any, names: tuple[str, ...]) -> dict[str, Any] | None:
+    """One call (`name` a known function; `arguments` or `parameters` an object, or JSON text
+    of one) in OpenAI's shape, or None."""
+    if not isinstance(value, dict) or value.get("name") not in names:
+        return None
+    args = value.get("arguments", value.get("parameters", {}))
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError:
             return None
-        calls.append({"name": value["name"], "arguments": json.dumps(args, ensure_ascii=False)})
-    return calls
+    if not isinstance(args, dict):
+        return None
+    return {"name": value["name"], "arguments": json.dumps(args, ensure_ascii=False)}

@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from manxue.engine.grammar import json_grammar, schema_grammar
-from manxue.engine.tool_formats import template_history, template_tools, wrap_grammar
+from manxue.engine.tool_formats import (
+    arguments_key,
+    template_history,
+    template_tools,
+    wrap_grammar,
+)
 from manxue.errors import InvalidParameters
 
 ToolMode = Literal["auto", "forced"]
@@ -62,10 +67,9 @@ def _functions(tools: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _call_schema(fn: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": {"name": {"const": fn["name"]},
-                                             "arguments": fn["parameters"]},
-            "required": ["name", "arguments"]}
+def _call_schema(fn: dict[str, Any], key: str = "arguments") -> dict[str, Any]:
+    return {"type": "object", "properties": {"name": {"const": fn["name"]}, key: fn["parameters"]},
+            "required": ["name", key]}
 
 
 def _system_text(functions: list[dict[str, Any]]) -> str:
@@ -161,11 +165,12 @@ def structured(body: dict[str, Any], messages: list[Any], native: str | None = N
         raise InvalidParameters('tool_choice must be "none", "auto", "required" or '
                                 '{"type": "function", "function": {"name": ...}}',
                                 param="tool_choice")
-    schema = _call_schema(forced[0]) if len(forced) == 1 else \
-        {"anyOf": [_call_schema(f) for f in forced]}
+    key = arguments_key(native)
+    schema = _call_schema(forced[0], key) if len(forced) == 1 else \
+        {"anyOf": [_call_schema(f, key) for f in forced]}
     call_grammar = schema_grammar(schema)
     if native is not None:
-        call_grammar = wrap_grammar(call_grammar)
+        call_grammar = wrap_grammar(call_grammar, native)
     return Structured(history, call_grammar, "forced", names, native, shown)
 
 

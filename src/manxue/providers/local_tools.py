@@ -4,7 +4,7 @@ or the template's own: engine/tool_formats.py).
 While an answer may be a tool call, its text is held back; at the end it is either the calls
 (`tool_calls` in a single delta, finish_reason `tool_calls`) or released as plain text. In
 `auto` mode the hold ends as soon as the answer cannot be a call any more (it starts with
-anything but `{`, or, in the template's format, anything but `<tool_call>`), and the text
+anything but `{`, or, in the template's format, anything its calls cannot start with), and the text
 streams as usual from there.
 """
 
@@ -20,7 +20,7 @@ from manxue.engine.tools import parse_call
 class ToolCallBuffer:
     def __init__(self, mode: str | None, names: tuple[str, ...], fmt: str | None = None) -> None:
         self.names = names
-        self.native = fmt is not None
+        self.native = fmt
         self.holding = mode is not None
         self.auto = mode == "auto"
         self.text: list[str] = []
@@ -56,10 +56,12 @@ class ToolCallBuffer:
         return delta, self.logprobs, "tool_calls"
 
     def _may_be_call(self, held: str) -> bool:
-        return may_become_call(held) if self.native else held.lstrip().startswith("{")
+        if self.native is not None:
+            return may_become_call(held, self.native)
+        return held.lstrip().startswith("{")
 
     def _calls(self, held: str) -> list[dict[str, Any]] | None:
-        if self.native:
-            return parse_calls(held, self.names)
+        if self.native is not None:
+            return parse_calls(held, self.names, self.native)
         call = parse_call(held.strip(), self.names)
         return [call] if call is not None else None
