@@ -23,14 +23,13 @@ def test_leave_one_out_error_is_pinned() -> None:
     loo = leave_one_out(calibration())
     summary = loo_summary(loo)
     print({r.id: round(r.factor, 2) for r in loo}, summary)
-    assert summary["rows"] >= 36
+    assert summary["rows"] >= 37
     assert summary["median_error"] <= 0.30
-    # beyond 2×: llama.cpp's two one-user rows of the 1.58-bit R1 on two GPUs (January 2025),
-    # each the other's only peer: Unsloth's 14 tok/s on 2 × H100 (context not published, 2048
-    # assumed) and a user's 9.19 tok/s on 2 × A100 (a 24-token context)
-    assert summary["worst_factor"] <= 2.25
-    beyond = sorted(r.id for r in loo if r.factor > 2.0)
-    assert beyond == ["llamacpp-1.58bit-2xa100-single", "llamacpp-1.58bit-single"]
+    assert summary["worst_factor"] <= 2.0                      # the bar, every row
+    # the three llama.cpp one-user rows of the 1.58-bit R1 on two GPUs predict each other
+    # within 1.7x (2 × H100 llama-cli and llama-bench, 2 × A100 llama-cli)
+    peers = {r.id: r.factor for r in loo if "1.58bit" in r.id}
+    assert len(peers) == 3 and max(peers.values()) <= 1.7
 
 
 def test_calibration_command_shows_the_leave_one_out_table() -> None:
