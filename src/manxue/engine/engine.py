@@ -43,7 +43,7 @@ from manxue.engine.scoring import (
     scored,
     token_ids,
 )
-from manxue.engine.tool_formats import native_format
+from manxue.engine.tool_formats import markers, native_format
 from manxue.engine.tools import structured
 from manxue.errors import InvalidRequest, UpstreamError
 
@@ -66,6 +66,7 @@ class Engine:
             self._end_turns_stop()
             self.tool_format = native_format(self.template.source) \
                 if self.template.kind != "none" else None
+            self.model.show_as_text(markers(self.tool_format))
             limits = [opts.n_ctx, info.context_length or opts.n_ctx]
             if opts.ctx_per_seq:
                 limits.append(opts.ctx_per_seq)

@@ -181,6 +181,14 @@ class ModelFile:
             self._pieces[token] = cached
         return cached
 
+    def show_as_text(self, texts: tuple[str, ...]) -> None:
+        """Generated control tokens spelling one of `texts` render as that text from now on
+        (a tool format's markers, which the answer must carry)."""
+        for text in texts:
+            ids = self.tokenize(text, special=True)
+            if len(ids) == 1:
+                self._pieces[ids[0]] = text.encode()
+
     def special_text(self, token: int) -> str:
         if token < 0 or token >= self.n_vocab:
             return ""

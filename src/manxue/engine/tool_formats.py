@@ -11,6 +11,7 @@ Two formats are read from templates:
   and give tool results the `ipython` role; a forced call is that object under a grammar, and
   an answer that is such objects (several separated by `;`, as Llama 3.2 writes them) becomes
   the tool calls.
+- DeepSeek: the calls-block tokens of DeepSeek's templates (engine/tool_format_deepseek.py).
 
 Either way the template renders the tools and the tool history itself. Any other template gets
 the generic format of engine/tools.py.
@@ -22,6 +23,8 @@ import contextlib
 import json
 import re
 from typing import Any
+
+from manxue.engine import tool_format_deepseek as deepseek
 
 HERMES = "hermes"
 LLAMA3_JSON = "llama3-json"
@@ -40,7 +43,16 @@ def native_format(template_source: str) -> str | None:
         return HERMES
     if "ipython" in template_source and '"parameters"' in template_source:
         return LLAMA3_JSON
-    return None
+    return deepseek.deepseek_format(template_source)
+
+
+def is_deepseek(fmt: str | None) -> bool:
+    return fmt in deepseek.FORMATS
+
+
+def markers(fmt: str | None) -> tuple[str, ...]:
+    """Control tokens of the format that must reach the answer as text."""
+    return deepseek.MARKERS if is_deepseek(fmt) else ()
 
 
 def arguments_key(fmt: str | None) -> str:
@@ -61,9 +73,11 @@ def template_tools(functions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"type": "function", "function": f} for f in functions]
 
 
-def template_history(messages: list[Any]) -> list[Any]:
+def template_history(messages: list[Any], fmt: str | None = HERMES) -> list[Any]:
     """Assistant tool calls with their arguments as objects, as templates render them (the
-    wire carries them as JSON text)."""
+    wire carries them as JSON text); DeepSeek's templates write the text as it is."""
+    if is_deepseek(fmt):
+        return messages
     out: list[Any] = []
     for m in messages:
         if isinstance(m, dict) and m.get("role") == "assistant" and m.get("tool_calls"):
@@ -83,6 +97,8 @@ def template_history(messages: list[Any]) -> list[Any]:
 
 def may_become_call(text: str, fmt: str = HERMES) -> bool:
     """Whether an answer so far may still turn out to open with a tool call."""
+    if is_deepseek(fmt):
+        return deepseek.may_become_call(text)
     head = text.lstrip()
     if fmt == LLAMA3_JSON:
         if head.startswith(PYTHON_TAG):
@@ -99,6 +115,8 @@ def parse_calls(text: str, names: tuple[str, ...], fmt: str = HERMES
     function — or None: the answer is text."""
     if fmt == LLAMA3_JSON:
         values = _json_objects(text.strip().removeprefix(PYTHON_TAG))
+    elif is_deepseek(fmt):
+        values = deepseek.parse(text)
     else:
         blocks = _BLOCK.findall(text)
         if not blocks or _BLOCK.sub("", text).strip():

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from manxue.engine.grammar import json_grammar, schema_grammar
+from manxue.engine.tool_format_deepseek import forced_grammar
 from manxue.engine.tool_formats import (
     arguments_key,
+    is_deepseek,
     template_history,
     template_tools,
     wrap_grammar,
@@ -144,12 +146,13 @@ def structured(body: dict[str, Any], messages: list[Any], native: str | None = N
                       for m in messages)
     if not tools or choice == "none":
         if native is not None:
-            return Structured(template_history(messages) if has_history else messages, grammar)
+            return Structured(template_history(messages, native) if has_history else messages,
+                              grammar)
         return Structured(_rewrite(messages, None) if has_history else messages, grammar)
     functions = _functions(tools)
     names = tuple(f["name"] for f in functions)
     shown = template_tools(functions) if native is not None else None
-    history = template_history(messages) if native is not None else \
+    history = template_history(messages, native) if native is not None else \
         _rewrite(messages, _system_text(functions))
     if choice == "auto":
         return Structured(history, grammar, "auto", names, native, shown)
@@ -165,6 +168,8 @@ def structured(body: dict[str, Any], messages: list[Any], native: str | None = N
         raise InvalidParameters('tool_choice must be "none", "auto", "required" or '
                                 '{"type": "function", "function": {"name": ...}}',
                                 param="tool_choice")
+    if native is not None and is_deepseek(native):
+        return Structured(history, forced_grammar(native, forced), "forced", names, native, shown)
     key = arguments_key(native)
     schema = _call_schema(forced[0], key) if len(forced) == 1 else \
         {"anyOf": [_call_schema(f, key) for f in forced]}

@@ -1,0 +1,156 @@
+"""A model whose chat template writes DeepSeek's tool-call tokens is served in that format: the
+template renders the tools and the tool history (arguments as the JSON text they came in), a
+forced call is sampled in the template's layout with its arguments under the function's schema,
+and the answer's calls block comes back as OpenAI tool calls. Both layouts (V3.1's
+`NAME<｜tool▁sep｜>ARGS`, V3 / R1's `function<｜tool▁sep｜>NAME` with a json fence) are read.
+The test model is the shipped SmolLM2 with such a template written into a copy of its GGUF."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from manxue.engine import tool_format_deepseek as ds
+from manxue.engine.grammar import check_grammar
+from manxue.engine.tool_formats import (
+    markers,
+    native_format,
+    parse_calls,
+    template_history,
+    template_tools,
+)
+from manxue.providers.local_tools import ToolCallBuffer
+from tests.engine.conftest import local_gateway, smollm2_copy
+from tests.engine.test_native_tool_format import SMALL, TIME, WEATHER
+
+B, E = ds.CALLS_BEGIN, ds.CALLS_END
+CB, CE, SEP = ds.CALL_BEGIN, ds.CALL_END, ds.SEP
+TEMPLATE = """\
+{{- bos_token }}{% if tools %}## Tools
+You may call these functions. To call one, write
+<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGUMENTS AS JSON\
+<｜tool▁call▁end｜><｜tool▁calls▁end｜>
+{% for t in tools %}### {{ t.function.name }}
+{{ t.function.parameters | tojson }}
+{% endfor %}{% endif %}
+{%- for m in messages %}
+{%- if m.role == 'system' %}{{ m.content }}
+{%- elif m.role == 'user' %}<｜User｜>{{ m.content }}
+{%- elif m.role == 'assistant' and m.tool_calls %}<｜Assistant｜><｜tool▁calls▁begin｜>
+{%- for c in m.tool_calls %}<｜tool▁call▁begin｜>{{ c.function.name }}<｜tool▁sep｜>\
+{{ c.function.arguments }}<｜tool▁call▁end｜>{% endfor %}<｜tool▁calls▁end｜><｜end▁of▁sentence｜>
+{%- elif m.role == 'assistant' %}<｜Assistant｜>{{ m.content }}<｜end▁of▁sentence｜>
+{%- elif m.role == 'tool' %}<｜tool▁output▁begin｜>{{ m.content }}<｜tool▁output▁end｜>
+{%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<｜Assistant｜>{% endif %}"""
+R1_LAYOUT = TEMPLATE.replace("<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGUMENTS AS JSON",
+                             "<｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```")
+NAMES = ("get_weather", "get_time")
+
+
+@pytest.fixture(scope="module")
+def deepseek_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("deepseek")
+    template = folder / "template.jinja"
+    template.write_text(TEMPLATE, encoding="utf-8")
+    return smollm2_copy(folder / "smollm2-deepseek.gguf", "--chat-template-file", str(template))
+
+
+@pytest.fixture(scope="module")
+def client(deepseek_model: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[openai.OpenAI]:
+    yield from local_gateway("agent", deepseek_model, tmp_path_factory.mktemp("ds-gateway"), SMALL)
+
+
+def test_the_layout_is_read_from_the_template() -> None:
+    assert native_format(TEMPLATE) == ds.DEEPSEEK
+    assert native_format(R1_LAYOUT) == ds.DEEPSEEK_R1
+    assert markers(ds.DEEPSEEK) == ds.MARKERS and markers(None) == ()
+
+
+def test_calls_are_parsed_in_both_layouts() -> None:
+    v31 = f'{B}{CB}get_weather{SEP}{{"city": "Oslo"}}{CE}{CB}get_time{SEP}{{"city": "Lima"}}{CE}{E}'
+    r1 = (f'{B}{CB}function{SEP}get_weather\n```json\n{{"city": "Oslo"}}\n```{CE}'
+          f'{CB}function{SEP}get_time\n```json\n{{"city": "Lima"}}\n```{CE}{E}')
+    for fmt in ds.FORMATS:
+        for text in (v31, r1, v31.removesuffix(E)):
+            calls = parse_calls(text, NAMES, fmt)
+            assert calls is not None and [c["name"] for c in calls] == ["get_weather", "get_time"]
+            assert [json.loads(c["arguments"]) for c in calls] == [{"city": "Oslo"}, {"city": "Lima"}]
+    assert parse_calls("Sure. " + v31, NAMES, ds.DEEPSEEK) is None          # text first
+    assert parse_calls(v31 + " Done.", NAMES, ds.DEEPSEEK) is None          # text after
+    assert parse_calls(f"{B}{CB}rm_rf{SEP}{{}}{CE}{E}", NAMES, ds.DEEPSEEK) is None
+    assert parse_calls(f"{B}{CB}get_time{SEP}not json{CE}{E}", NAMES, ds.DEEPSEEK) is None
+    assert parse_calls(f"{B}{E}", NAMES, ds.DEEPSEEK) is None
+
+
+def test_auto_holds_what_may_be_a_call_and_releases_text() -> None:
+    buf = ToolCallBuffer("auto", NAMES, ds.DEEPSEEK)
+    assert buf.feed(B[:4], []) == ("", [])
+    assert buf.feed(B[4:] + CB + "get_time" + SEP, []) == ("", [])
+    assert buf.feed('{"city": "Rome"}' + CE + E, []) == ("", [])
+    delta, _, reason = buf.finish("stop")
+    assert reason == "tool_calls" and delta["tool_calls"][0]["function"]["name"] == "get_time"
+    text = ToolCallBuffer("auto", NAMES, ds.DEEPSEEK)
+    assert text.feed("It is sunny", []) == ("It is sunny", [])
+
+
+def test_forced_grammars_are_valid_for_llama_cpp(deepseek_model: Path) -> None:
+    from manxue.engine.model_file import ModelFile
+
+    model = ModelFile(deepseek_model)
+    try:
+        for fmt in ds.FORMATS:
+            gbnf = ds.forced_grammar(fmt, [WEATHER["function"], TIME["function"],
+                                           {"name": "ping", "parameters": {}}])
+            check_grammar(model.vocab, gbnf, model.n_vocab)
+            assert gbnf.count("-root ::=") == 3     # one namespaced argument grammar each
+    finally:
+        model.close()
+
+
+def test_the_template_renders_tools_and_their_history(deepseek_model: Path) -> None:
+    from manxue.engine.engine import Engine
+    from manxue.engine.options import EngineOptions
+
+    engine = Engine(deepseek_model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
+    try:
+        assert engine.tool_format == ds.DEEPSEEK
+        messages = [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "4 C, rain"}]
+        assert template_history(messages, ds.DEEPSEEK) is messages   # arguments stay text
+        prepared = engine.prepare({"messages": messages, "tools": [WEATHER], "max_tokens": 4})
+        text = engine.render(messages, template_tools([WEATHER["function"]]))
+        assert prepared.prompt.tolist() == engine.tokenize_prompt(text)   # what is served
+        assert f'{CB}get_weather{SEP}{{"city": "Oslo"}}{CE}' in text
+        assert "<｜tool▁output▁begin｜>4 C, rain" in text and "### get_weather" in text
+        assert prepared.tool_format == ds.DEEPSEEK and prepared.tool_mode == "auto"
+    finally:
+        engine.close()
+
+
+def test_a_forced_call_is_valid_in_the_models_own_layout(client: openai.OpenAI) -> None:
+    out = client.chat.completions.create(
+        model="agent", messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[WEATHER, TIME], tool_choice="required", max_tokens=200, temperature=0)
+    choice = out.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    call = choice.message.tool_calls[0]
+    assert call.function.name in NAMES
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+    streamed = client.chat.completions.create(
+        model="agent", messages=[{"role": "user", "content": "What time is it in Lima?"}],
+        tools=[WEATHER, TIME], tool_choice={"type": "function", "function": {"name": "get_time"}},
+        max_tokens=200, temperature=0, stream=True)
+    calls = [c for ch in streamed for c in (ch.choices[0].delta.tool_calls or []) if ch.choices]
+    assert calls and calls[0].function is not None and calls[0].function.name == "get_time"
+    assert isinstance(json.loads(calls[0].function.arguments or "{}")["city"], str)
