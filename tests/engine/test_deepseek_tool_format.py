@@ -25,7 +25,7 @@ from manxue.engine.tool_formats import (
 )
 from manxue.providers.local_tools import ToolCallBuffer
 from tests.engine.conftest import local_gateway, smollm2_copy
-from tests.engine.test_native_tool_format import SMALL, TIME, WEATHER
+from tests.engine.native_tool_cases import HISTORY, NAMES, SMALL, TIME, WEATHER, check_forced_calls
 
 B, E = ds.CALLS_BEGIN, ds.CALLS_END
 CB, CE, SEP = ds.CALL_BEGIN, ds.CALL_END, ds.SEP
@@ -50,7 +50,6 @@ You may call these functions. To call one, write
 {%- if add_generation_prompt %}<｜Assistant｜>{% endif %}"""
 R1_LAYOUT = TEMPLATE.replace("<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGUMENTS AS JSON",
                              "<｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```")
-NAMES = ("get_weather", "get_time")
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +120,7 @@ def test_the_template_renders_tools_and_their_history(deepseek_model: Path) -> N
     engine = Engine(deepseek_model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
     try:
         assert engine.tool_format == ds.DEEPSEEK
-        messages = [
-            {"role": "user", "content": "Weather in Oslo?"},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function",
-                 "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
-            {"role": "tool", "tool_call_id": "call_1", "content": "4 C, rain"}]
+        messages = HISTORY
         assert template_history(messages, ds.DEEPSEEK) is messages   # arguments stay text
         prepared = engine.prepare({"messages": messages, "tools": [WEATHER], "max_tokens": 4})
         text = engine.render(messages, template_tools([WEATHER["function"]]))
@@ -139,18 +133,4 @@ def test_the_template_renders_tools_and_their_history(deepseek_model: Path) -> N
 
 
 def test_a_forced_call_is_valid_in_the_models_own_layout(client: openai.OpenAI) -> None:
-    out = client.chat.completions.create(
-        model="agent", messages=[{"role": "user", "content": "What is the weather in Paris?"}],
-        tools=[WEATHER, TIME], tool_choice="required", max_tokens=200, temperature=0)
-    choice = out.choices[0]
-    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
-    call = choice.message.tool_calls[0]
-    assert call.function.name in NAMES
-    assert isinstance(json.loads(call.function.arguments)["city"], str)
-    streamed = client.chat.completions.create(
-        model="agent", messages=[{"role": "user", "content": "What time is it in Lima?"}],
-        tools=[WEATHER, TIME], tool_choice={"type": "function", "function": {"name": "get_time"}},
-        max_tokens=200, temperature=0, stream=True)
-    calls = [c for ch in streamed for c in (ch.choices[0].delta.tool_calls or []) if ch.choices]
-    assert calls and calls[0].function is not None and calls[0].function.name == "get_time"
-    assert isinstance(json.loads(calls[0].function.arguments or "{}")["city"], str)
+    check_forced_calls(client, max_tokens=200)

@@ -23,6 +23,7 @@ from manxue.engine.tool_formats import (
 )
 from manxue.providers.local_tools import ToolCallBuffer
 from tests.engine.conftest import local_gateway, smollm2_copy
+from tests.engine.native_tool_cases import HISTORY, SMALL, WEATHER, check_forced_calls
 
 TEMPLATE = """\
 {%- if tools %}<|im_start|>system
@@ -55,15 +56,6 @@ To call one, write its name and arguments as JSON inside <tool_call></tool_call>
 {%- endfor %}
 {%- if add_generation_prompt %}<|im_start|>assistant
 {% endif %}"""
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
-                   "required": ["city"]}}}
-TIME = {"type": "function", "function": {
-    "name": "get_time", "description": "Local time in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
-                   "required": ["city"]}}}
-SMALL = {"n_ctx": 2048, "n_parallel": 2, "max_queue": 0, "n_threads": 1}
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +111,7 @@ def test_the_template_renders_tools_and_their_history(hermes_model: Path) -> Non
     engine = Engine(hermes_model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
     try:
         assert engine.tool_format == HERMES
-        messages = [
-            {"role": "user", "content": "Weather in Oslo?"},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function",
-                 "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
-            {"role": "tool", "tool_call_id": "call_1", "content": "4 C, rain"}]
+        messages = HISTORY
         prepared = engine.prepare({"messages": messages, "tools": [WEATHER], "max_tokens": 4})
         text = engine.render(template_history(messages), template_tools([WEATHER["function"]]))
         assert prepared.prompt.tolist() == engine.tokenize_prompt(text)   # what is served
@@ -138,22 +125,4 @@ def test_the_template_renders_tools_and_their_history(hermes_model: Path) -> Non
 
 
 def test_a_forced_call_is_valid_in_the_models_own_format(client: openai.OpenAI) -> None:
-    out = client.chat.completions.create(
-        model="agent", messages=[{"role": "user", "content": "What is the weather in Paris?"}],
-        tools=[WEATHER, TIME], tool_choice="required", max_tokens=64, temperature=0)
-    choice = out.choices[0]
-    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
-    call = choice.message.tool_calls[0]
-    assert call.function.name in ("get_weather", "get_time")
-    assert isinstance(json.loads(call.function.arguments)["city"], str)
-    named = client.chat.completions.create(
-        model="agent", messages=[{"role": "user", "content": "What time is it in Lima?"}],
-        tools=[WEATHER, TIME], tool_choice={"type": "function", "function": {"name": "get_time"}},
-        max_tokens=64, temperature=0)
-    assert named.choices[0].message.tool_calls
-    assert named.choices[0].message.tool_calls[0].function.name == "get_time"
-    streamed = client.chat.completions.create(
-        model="agent", messages=[{"role": "user", "content": "Weather in Rome?"}],
-        tools=[WEATHER], tool_choice="required", max_tokens=64, temperature=0, stream=True)
-    calls = [c for ch in streamed for c in (ch.choices[0].delta.tool_calls or []) if ch.choices]
-    assert calls and calls[0].function is not None and calls[0].function.name == "get_weather"
+    check_forced_calls(client)
