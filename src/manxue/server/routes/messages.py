@@ -10,25 +10,17 @@ import orjson
 from aiohttp import web
 
 from manxue.accounting import tokencount
-from manxue.errors import InvalidRequest, PermissionDenied
+from manxue.errors import PermissionDenied
 from manxue.protocol import anthropic
-from manxue.protocol.chat import check_depth, validate_chat
+from manxue.protocol.chat import load_object, validate_chat
 from manxue.server.routes.chat import admit, authenticate, relay_stream
 from manxue.server.state import AppState, state_of
 
 _JSON = "application/json"
 
 
-def _json_body(body: bytes) -> Any:
-    if not body.strip():
-        raise InvalidRequest("request body is empty; send a JSON object with model, max_tokens "
-                             "and messages")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    check_depth(data)
-    return data
+def _json_body(body: bytes) -> dict[str, Any]:
+    return load_object(body, "model, max_tokens and messages")
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -58,8 +50,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     st = state_of(request)
     key = authenticate(request, st)
     data = _json_body(await request.read())
-    if isinstance(data, dict):
-        data = {**data, "max_tokens": data.get("max_tokens", 1)}  # not part of this request
+    data = {**data, "max_tokens": data.get("max_tokens", 1)}  # not part of this request
     chat_body = anthropic.to_chat(data)
     req = validate_chat(chat_body)
     st.router.check(req.model, False)  # unknown model: 404
