@@ -1,6 +1,6 @@
 """A model's own tool-call format, when its chat template has one.
 
-Two formats are read from templates:
+Three formats are read from templates:
 
 - Hermes: templates that take `tools` and write calls as `<tool_call>{"name": ...,
   "arguments": {...}}</tool_call>` (Qwen2 and 2.5, Qwen3, Hermes, many fine-tunes); a forced
