@@ -49,3 +49,35 @@ def check_forced_calls(client: openai.OpenAI, max_tokens: int = 64) -> None:
     calls = [c for ch in streamed for c in (ch.choices[0].delta.tool_calls or []) if ch.choices]
     assert calls and calls[0].function is not None and calls[0].function.name == "get_time"
     assert isinstance(json.loads(calls[0].function.arguments or "{}")["city"], str)
+
+
+def feed_all(buf: Any, pieces: list[str]) -> str:
+    """What a ToolCallBuffer streams of `pieces`, one piece at a time."""
+    return "".join(buf.feed(p, [])[0] for p in pieces)
+
+
+def check_text_then_calls(fmt: str, block: str) -> None:
+    """A model that writes some text and then its calls block (cut anywhere, the opening
+    included): the text streams as content, the block comes back as tool calls; text that only
+    looks like the opening's beginning is held for a piece and then sent."""
+    from manxue.providers.local_tools import ToolCallBuffer
+
+    answer = "Let me look that up. " + block
+    for cut in range(1, len(answer), 3):
+        buf = ToolCallBuffer("auto", NAMES, fmt)
+        streamed = feed_all(buf, [answer[:cut], answer[cut:]])
+        delta, _, reason = buf.finish("stop")
+        assert streamed == "Let me look that up. ", cut
+        assert reason == "tool_calls" and delta["tool_calls"][0]["function"]["name"] == "get_time"
+    opening = block[:5]
+    buf = ToolCallBuffer("auto", NAMES, fmt)
+    assert feed_all(buf, ["Not a call ", opening]) == "Not a call "    # may be the opening
+    assert feed_all(buf, [" after all."]) == opening + " after all."
+    tail = ToolCallBuffer("auto", NAMES, fmt)
+    assert feed_all(tail, ["It ends with ", opening]) == "It ends with "
+    delta, _, reason = tail.finish("stop")
+    assert delta == {"content": opening} and reason == "stop"
+    broken = ToolCallBuffer("auto", NAMES, fmt)
+    assert feed_all(broken, ["Text ", block[: len(block) // 2]]) == "Text "
+    delta, _, reason = broken.finish("length")                      # cut off: text after all
+    assert delta == {"content": block[: len(block) // 2]} and reason == "length"

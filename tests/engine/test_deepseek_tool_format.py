@@ -25,7 +25,15 @@ from manxue.engine.tool_formats import (
 )
 from manxue.providers.local_tools import ToolCallBuffer
 from tests.engine.conftest import local_gateway, smollm2_copy
-from tests.engine.native_tool_cases import HISTORY, NAMES, SMALL, TIME, WEATHER, check_forced_calls
+from tests.engine.native_tool_cases import (
+    HISTORY,
+    NAMES,
+    SMALL,
+    TIME,
+    WEATHER,
+    check_forced_calls,
+    check_text_then_calls,
+)
 
 B, E = ds.CALLS_BEGIN, ds.CALLS_END
 CB, CE, SEP = ds.CALL_BEGIN, ds.CALL_END, ds.SEP
@@ -97,6 +105,10 @@ def test_auto_holds_what_may_be_a_call_and_releases_text() -> None:
     assert reason == "tool_calls" and delta["tool_calls"][0]["function"]["name"] == "get_time"
     text = ToolCallBuffer("auto", NAMES, ds.DEEPSEEK)
     assert text.feed("It is sunny", []) == ("It is sunny", [])
+
+
+def test_text_before_the_calls_streams_as_content() -> None:
+    check_text_then_calls(ds.DEEPSEEK, f'{B}{CB}get_time{SEP}{{"city": "Lima"}}{CE}{E}')
 
 
 def test_forced_grammars_are_valid_for_llama_cpp(deepseek_model: Path) -> None:

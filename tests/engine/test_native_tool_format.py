@@ -23,7 +23,13 @@ from manxue.engine.tool_formats import (
 )
 from manxue.providers.local_tools import ToolCallBuffer
 from tests.engine.conftest import local_gateway, smollm2_copy
-from tests.engine.native_tool_cases import HISTORY, SMALL, WEATHER, check_forced_calls
+from tests.engine.native_tool_cases import (
+    HISTORY,
+    SMALL,
+    WEATHER,
+    check_forced_calls,
+    check_text_then_calls,
+)
 
 TEMPLATE = """\
 {%- if tools %}<|im_start|>system
@@ -102,6 +108,11 @@ def test_auto_holds_a_call_and_releases_text() -> None:
     text = ToolCallBuffer("auto", ("get_weather",), HERMES)
     assert text.feed("<", []) == ("", [])
     assert text.feed("b>Sunny</b>", []) == ("<b>Sunny</b>", [])     # not a call after all
+
+
+def test_text_before_the_calls_streams_as_content() -> None:
+    check_text_then_calls(HERMES, '<tool_call>\n{"name": "get_time", "arguments": {"city": "Lima"}}'
+                                  "\n</tool_call>")
 
 
 def test_the_template_renders_tools_and_their_history(hermes_model: Path) -> None:

@@ -50,6 +50,14 @@ def is_deepseek(fmt: str | None) -> bool:
     return fmt in deepseek.FORMATS
 
 
+def call_marker(fmt: str | None) -> str | None:
+    """What opens a call in the format, where a model may write it after some text (Hermes,
+    DeepSeek); None where a call is the whole answer."""
+    if fmt == HERMES:
+        return OPEN
+    return deepseek.CALLS_BEGIN if is_deepseek(fmt) else None
+
+
 def markers(fmt: str | None) -> tuple[str, ...]:
     """Control tokens of the format that must reach the answer as text."""
     return deepseek.MARKERS if is_deepseek(fmt) else ()
