@@ -15,14 +15,17 @@ import openai
 import pytest
 
 from manxue.engine import tool_format_deepseek as ds
+from manxue.engine.chat_template import ChatTemplate
 from manxue.engine.grammar import check_grammar
 from manxue.engine.tool_formats import (
+    arguments_as_text,
     markers,
     native_format,
     parse_calls,
-    template_history,
+    shows_tools,
     template_tools,
 )
+from manxue.engine.tools import TemplateTools, structured
 from manxue.providers.local_tools import ToolCallBuffer
 from tests.engine.conftest import local_gateway, smollm2_copy
 from tests.engine.native_tool_cases import (
@@ -56,6 +59,17 @@ You may call these functions. To call one, write
 {%- endif %}
 {%- endfor %}
 {%- if add_generation_prompt %}<｜Assistant｜>{% endif %}"""
+# as DeepSeek's own V3 / R1 / V3.1 templates are: the tools are not rendered (DeepSeek's API
+# describes them in the system turn) and a call's arguments are encoded with tojson
+UNSHOWN = """\
+{{- bos_token }}{% for m in messages %}
+{%- if m.role == 'system' %}{{ m.content }}
+{%- elif m.role == 'user' %}<｜User｜>{{ m.content }}
+{%- elif m.role == 'assistant' and m.tool_calls %}<｜Assistant｜><｜tool▁calls▁begin｜>
+{%- for c in m.tool_calls %}{{ '<｜tool▁call▁begin｜>' + c.function.name + '<｜tool▁sep｜>' \
++ c.function.arguments | tojson + '<｜tool▁call▁end｜>' }}{% endfor %}<｜tool▁calls▁end｜>
+{%- elif m.role == 'tool' %}<｜tool▁output▁begin｜>{{ m.content }}<｜tool▁output▁end｜>
+{%- endif %}{% endfor %}{% if add_generation_prompt %}<｜Assistant｜>{% endif %}"""
 R1_LAYOUT = TEMPLATE.replace("<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGUMENTS AS JSON",
                              "<｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```")
 
@@ -78,6 +92,34 @@ def test_the_layout_is_read_from_the_template() -> None:
     assert native_format(TEMPLATE) == ds.DEEPSEEK
     assert native_format(R1_LAYOUT) == ds.DEEPSEEK_R1
     assert markers(ds.DEEPSEEK) == ds.MARKERS and markers(None) == ()
+
+
+def _as_text(source: str) -> bool:
+    template = ChatTemplate(source, "gguf")
+    return arguments_as_text(lambda m: template.render(m, tools=template_tools([WEATHER["function"]])))
+
+
+def test_a_template_that_does_not_show_the_tools_gets_them_in_the_system_turn() -> None:
+    assert native_format(UNSHOWN) == ds.DEEPSEEK
+    assert not shows_tools(UNSHOWN) and not _as_text(UNSHOWN)
+    assert _as_text(TEMPLATE) and shows_tools(TEMPLATE)
+    assert not _as_text(TEMPLATE.replace("c.function.arguments }}", "c.function.arguments | tojson }}"))
+    form = structured({"messages": HISTORY, "tools": [WEATHER, TIME]}, HISTORY,
+                      TemplateTools(ds.DEEPSEEK, shows_tools=False, arguments_as_text=False))
+    text = ChatTemplate(UNSHOWN, "gguf", bos_token="<s>").render(form.messages)
+    assert text.startswith("<s>## Tools") and "### get_weather" in text and "### get_time" in text
+    assert f"{B}{CB}NAME{SEP}ARGUMENTS{CE}{E}" in text                # the block to write
+    assert f'{CB}get_weather{SEP}{{"city": "Oslo"}}{CE}' in text      # encoded once, by tojson
+    r1 = structured({"messages": HISTORY, "tools": [WEATHER]}, HISTORY,
+                    TemplateTools(ds.DEEPSEEK_R1, shows_tools=False, arguments_as_text=False))
+    assert "function" + SEP + "NAME\n```json\nARGUMENTS\n```" in r1.messages[0]["content"]
+
+
+def test_templates_may_hand_tojson_a_generator() -> None:
+    source = "{{ tools | map(attribute='function') | tojson }}{{ messages[0].content }}"
+    text = ChatTemplate(source, "gguf").render([{"role": "user", "content": "hi"}],
+                                               tools=[WEATHER, TIME])
+    assert [f["name"] for f in json.loads(text.removesuffix("hi"))] == list(NAMES)
 
 
 def test_calls_are_parsed_in_both_layouts() -> None:
@@ -133,7 +175,7 @@ def test_the_template_renders_tools_and_their_history(deepseek_model: Path) -> N
     try:
         assert engine.tool_format == ds.DEEPSEEK
         messages = HISTORY
-        assert template_history(messages, ds.DEEPSEEK) is messages   # arguments stay text
+        assert engine.template_tools == TemplateTools(ds.DEEPSEEK, True, True)
         prepared = engine.prepare({"messages": messages, "tools": [WEATHER], "max_tokens": 4})
         text = engine.render(messages, template_tools([WEATHER["function"]]))
         assert prepared.prompt.tolist() == engine.tokenize_prompt(text)   # what is served

@@ -14,7 +14,7 @@ from manxue.engine.prefix_cache import PrefixCache, common_prefix
 from manxue.engine.reasoning import ReasoningSplitter
 from manxue.engine.sampling import SamplingParams, SequenceSampler, sample_batch
 from manxue.engine.text_stream import StopFilter, Utf8Text
-from manxue.errors import ConfigError, InvalidParameters
+from manxue.errors import ConfigError, InvalidParameters, InvalidRequest
 
 
 def _logits(rows: int, vocab: int = 1000, seed: int = 0) -> np.ndarray:
@@ -140,6 +140,20 @@ def test_chat_templates() -> None:
     with pytest.raises(InvalidParameters, match="chat_template") as no:
         unknown.render(msgs)
     assert no.value.code == "no_chat_template"
+
+
+def test_templates_in_hugging_face_dialect() -> None:
+    """`{% generation %}` blocks render their body; `tojson` takes a filter's generator; a
+    template failing on the messages' shape (a filter given the wrong type) is a 400."""
+    marked = ChatTemplate("{% for m in messages %}{% generation %}[{{ m.content }}]"
+                          "{% endgeneration %}{% endfor %}", "gguf")
+    assert marked.render([{"role": "user", "content": "Hi"}]) == "[Hi]"
+    listed = ChatTemplate("{{ tools | map(attribute='name') | tojson }}", "gguf")
+    assert listed.render([{"role": "user", "content": "x"}],
+                         tools=[{"name": "a"}, {"name": "b"}]) == '["a", "b"]'
+    strict = ChatTemplate("{% for k, v in messages[0].content | items %}{{ k }}{% endfor %}", "gguf")
+    with pytest.raises(InvalidRequest, match="chat template refused"):
+        strict.render([{"role": "user", "content": "not a mapping"}])
 
 
 def test_a_template_is_detected_from_the_architecture_and_vocabulary() -> None:

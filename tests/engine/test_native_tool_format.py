@@ -81,6 +81,11 @@ def client(hermes_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def test_the_format_is_read_from_the_template() -> None:
     assert native_format(TEMPLATE) == HERMES
     assert native_format("{% for m in messages %}{{ m.content }}{% endfor %}") is None
+    # XML inside the blocks (Qwen3-Coder / 3.5's <function=…><parameter=…>): not Hermes' JSON
+    xml = ("{% if tools %}{{ tools | tojson }}{% endif %}{% for m in messages %}"
+           "{% for c in m.tool_calls or [] %}<tool_call>\n<function={{ c.function.name }}>"
+           "</function>\n</tool_call>{% endfor %}{% endfor %}")
+    assert native_format(xml) is None
     grammar = wrap_grammar('root ::= "{" space "}"\nspace ::= " "?\n')
     assert grammar.startswith('root ::= "<tool_call>\\n" native-call "\\n</tool_call>"')
     assert 'native-call ::= "{" space "}"' in grammar

@@ -13,12 +13,13 @@ Each named template's end-of-turn marker (END_OF_TURN) always ends generation.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import jinja2
+import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from manxue.errors import ConfigError, InvalidParameters, InvalidRequest
@@ -106,16 +107,39 @@ def _raise(message: str) -> NoReturn:
 
 def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False,
             sort_keys: bool = False) -> str:
-    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys)
+    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys,
+                      default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+    """What `json` cannot write but a template may hand `tojson`: a mapping of another type,
+    or a filter's generator (`tools | map(attribute='function')`), written as a list."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
+class _GenerationBlock(jinja2.ext.Extension):
+    """`{% generation %}…{% endgeneration %}`, which Hugging Face's templates put around the
+    assistant's text (for training masks): the body renders as it is."""
+
+    tags = {"generation"}  # noqa: RUF012 (jinja's own class attribute)
+
+    def parse(self, parser: Any) -> list[Any]:
+        next(parser.stream)
+        body: list[Any] = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return body
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=["jinja2.ext.loopcontrols"])
+                                        extensions=["jinja2.ext.loopcontrols", _GenerationBlock])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = _strftime_now
@@ -177,7 +201,9 @@ class ChatTemplate:
                 messages=normalized, add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token, eos_token=self.eos_token, **extra,
             )
-        except jinja2.TemplateError as exc:
+        except (jinja2.TemplateError, TypeError, ValueError, LookupError, AttributeError) as exc:
+            # the template's own code failing on these messages (a filter given the wrong type,
+            # a missing key): the request's shape, not the server, so a 400 that says so
             raise InvalidRequest(f"the model's chat template refused these messages: {exc}",
                                  param="messages") from None
 

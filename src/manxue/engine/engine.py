@@ -43,8 +43,14 @@ from manxue.engine.scoring import (
     scored,
     token_ids,
 )
-from manxue.engine.tool_formats import markers, native_format
-from manxue.engine.tools import structured
+from manxue.engine.tool_formats import (
+    arguments_as_text,
+    markers,
+    native_format,
+    shows_tools,
+    template_tools,
+)
+from manxue.engine.tools import TemplateTools, structured
 from manxue.errors import InvalidRequest, UpstreamError
 
 log = logging.getLogger("manxue.engine")
@@ -67,6 +73,7 @@ class Engine:
             self.tool_format = native_format(self.template.source) \
                 if self.template.kind != "none" else None
             self.model.show_as_text(markers(self.tool_format))
+            self.template_tools = self._template_tools()
             limits = [opts.n_ctx, info.context_length or opts.n_ctx]
             if opts.ctx_per_seq:
                 limits.append(opts.ctx_per_seq)
@@ -126,6 +133,14 @@ class Engine:
             if marker in self.template.source and self._one_token(marker):
                 self.model.eog_mask[self.model.tokenize(marker, special=True)[0]] = True
 
+    def _template_tools(self) -> TemplateTools:
+        """How the template handles tools (tool_formats.py), read once at start."""
+        if self.tool_format is None:
+            return TemplateTools()
+        probe = template_tools([{"name": "probe", "parameters": {"type": "object"}}])
+        return TemplateTools(self.tool_format, shows_tools(self.template.source),
+                             arguments_as_text(lambda messages: self.render(messages, probe)))
+
     def render(self, messages: list[Any], tools: list[dict[str, Any]] | None = None) -> str:
         extra = {"tools": tools} if tools else {}
         return self.template.render(messages, add_generation_prompt=True, **extra)
@@ -140,7 +155,7 @@ class Engine:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise InvalidRequest("'messages' must be a non-empty list", param="messages")
-        form = structured(body, messages, self.tool_format)
+        form = structured(body, messages, self.template_tools)
         if form.grammar is not None:
             check_grammar(self.model.vocab, form.grammar, self.model.n_vocab)
         params = SamplingParams.from_body(body, self.model.n_vocab)

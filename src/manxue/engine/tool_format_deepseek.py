@@ -44,6 +44,22 @@ def deepseek_format(template_source: str) -> str | None:
     return DEEPSEEK_R1 if _FENCE in template_source else DEEPSEEK
 
 
+def system_text(functions: list[dict[str, Any]], fmt: str) -> str:
+    """The functions described in the system turn, with the calls block to write, for a
+    DeepSeek template that does not render `tools` itself."""
+    if fmt == DEEPSEEK_R1:
+        call = f"{CALL_BEGIN}function{SEP}NAME\n{_FENCE}\nARGUMENTS\n```{CALL_END}"
+    else:
+        call = f"{CALL_BEGIN}NAME{SEP}ARGUMENTS{CALL_END}"
+    lines = ["## Tools", "You can call the functions below. To call, answer with only this "
+             "block, ARGUMENTS being a JSON object (several calls: several "
+             f"{CALL_BEGIN}…{CALL_END} in the block):", f"{CALLS_BEGIN}{call}{CALLS_END}", ""]
+    for fn in functions:
+        lines += [f"### {fn['name']}", f"Description: {fn.get('description') or ''}",
+                  f"Parameters: {json.dumps(fn.get('parameters') or {}, ensure_ascii=False)}", ""]
+    return "\n".join(lines).rstrip()
+
+
 def may_become_call(text: str) -> bool:
     head = text.lstrip()
     return head.startswith(CALLS_BEGIN) or CALLS_BEGIN.startswith(head)

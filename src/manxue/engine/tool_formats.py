@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from manxue.engine import tool_format_deepseek as deepseek
@@ -30,20 +31,54 @@ HERMES = "hermes"
 LLAMA3_JSON = "llama3-json"
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 PYTHON_TAG = "<|python_tag|>"
+_PROBE = {"manxue_probe": "value"}
 _BLOCK = re.compile(re.escape(OPEN) + r"\s*(.*?)\s*" + re.escape(CLOSE), re.DOTALL)
 _ROOT = re.compile(r"^root ::= ", re.MULTILINE)
 _USES_TOOLS = re.compile(r"\btools\b")
 
 
 def native_format(template_source: str) -> str | None:
-    """The tool format a chat template writes itself, or None (the generic one applies)."""
-    if not _USES_TOOLS.search(template_source):
+    """The tool format a chat template writes itself, or None (the generic one applies).
+    DeepSeek's templates write calls and results in their own tokens without rendering the
+    tools (DeepSeek's API describes them in the system turn): see `shows_tools`."""
+    found = deepseek.deepseek_format(template_source)
+    if found is not None:
+        return found
+    if not shows_tools(template_source):
         return None
-    if OPEN in template_source and CLOSE in template_source:
+    # Hermes writes JSON in its blocks; templates that write XML there (Qwen3-Coder and 3.5's
+    # <function=…>, GLM's <arg_key>, MiniMax's) have no "arguments" key and get the generic one
+    if OPEN in template_source and CLOSE in template_source and (
+            '"arguments"' in template_source or '\\"arguments\\"' in template_source):
         return HERMES
     if "ipython" in template_source and '"parameters"' in template_source:
         return LLAMA3_JSON
-    return deepseek.deepseek_format(template_source)
+    return None
+
+
+def shows_tools(template_source: str) -> bool:
+    """Whether a template renders the `tools` it is given."""
+    return _USES_TOOLS.search(template_source) is not None
+
+
+def arguments_as_text(render: Callable[[list[Any]], str]) -> bool:
+    """Whether a template writes a call's arguments as it is given them (the wire's JSON text,
+    as DeepSeek's first R1 template does) rather than encoding an object (`| tojson`, as
+    Hermes, Llama and most DeepSeek templates do): found by rendering one call both ways.
+    `render` renders messages (with a function in `tools`)."""
+    for as_text in (False, True):
+        args: Any = json.dumps(_PROBE) if as_text else dict(_PROBE)
+        history = [{"role": "user", "content": "?"},
+                   {"role": "assistant", "content": None, "tool_calls": [
+                       {"id": "call_0", "type": "function",
+                        "function": {"name": "probe", "arguments": args}}]},
+                   {"role": "tool", "tool_call_id": "call_0", "content": "!"}]
+        try:
+            if json.dumps(_PROBE) in render(history):
+                return as_text
+        except Exception:  # a probe: a template that refuses one way may take the other
+            continue
+    return False
 
 
 def is_deepseek(fmt: str | None) -> bool:
@@ -81,10 +116,10 @@ def template_tools(functions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"type": "function", "function": f} for f in functions]
 
 
-def template_history(messages: list[Any], fmt: str | None = HERMES) -> list[Any]:
+def template_history(messages: list[Any], as_text: bool = False) -> list[Any]:
     """Assistant tool calls with their arguments as objects, as templates render them (the
-    wire carries them as JSON text); DeepSeek's templates write the text as it is."""
-    if is_deepseek(fmt):
+    wire carries them as JSON text); with `as_text`, as the text (arguments_as_text)."""
+    if as_text:
         return messages
     out: list[Any] = []
     for m in messages:

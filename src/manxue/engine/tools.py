@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from manxue.engine.grammar import json_grammar, schema_grammar
-from manxue.engine.tool_format_deepseek import forced_grammar
+from manxue.engine.tool_format_deepseek import forced_grammar, system_text
 from manxue.engine.tool_formats import (
     arguments_key,
     is_deepseek,
@@ -109,12 +109,17 @@ def _rewrite(messages: list[Any], system: str | None) -> list[Any]:
             out.append({"role": "user", "content": f"Result of {name}: {content}"})
         else:
             out.append(m)
-    if system is not None:
-        if out and isinstance(out[0], dict) and out[0].get("role") == "system" \
-                and isinstance(out[0].get("content"), str):
-            out[0] = {**out[0], "content": out[0]["content"] + "\n\n" + system}
-        else:
-            out.insert(0, {"role": "system", "content": system})
+    return _with_system(out, system) if system is not None else out
+
+
+def _with_system(messages: list[Any], system: str) -> list[Any]:
+    """`system` added to the first system message, or as one before the others."""
+    out = list(messages)
+    if out and isinstance(out[0], dict) and out[0].get("role") == "system" \
+            and isinstance(out[0].get("content"), str):
+        out[0] = {**out[0], "content": out[0]["content"] + "\n\n" + system}
+    else:
+        out.insert(0, {"role": "system", "content": system})
     return out
 
 
@@ -135,10 +140,22 @@ def _response_grammar(fmt: Any) -> str | None:
     return None
 
 
-def structured(body: dict[str, Any], messages: list[Any], native: str | None = None
-               ) -> Structured:
-    """Tools, tool_choice and response_format of a chat body, for the engine; `native`: the
-    tool format the model's template writes itself (tool_formats.py), if any."""
+@dataclass(frozen=True, slots=True)
+class TemplateTools:
+    """How a chat template handles tools (tool_formats.py): the format it writes calls in
+    (None: the generic one), whether it renders `tools` itself (else a DeepSeek template gets
+    them described in the system turn), and whether it writes arguments as given (text)."""
+
+    format: str | None = None
+    shows_tools: bool = True
+    arguments_as_text: bool = False
+
+
+def structured(body: dict[str, Any], messages: list[Any],
+               template: TemplateTools = TemplateTools()) -> Structured:
+    """Tools, tool_choice and response_format of a chat body, for the engine, as `template`
+    handles tools."""
+    native = template.format
     grammar = _response_grammar(body.get("response_format"))
     tools = body.get("tools")
     choice = body.get("tool_choice", "auto" if tools else "none")
@@ -146,14 +163,18 @@ def structured(body: dict[str, Any], messages: list[Any], native: str | None = N
                       for m in messages)
     if not tools or choice == "none":
         if native is not None:
-            return Structured(template_history(messages, native) if has_history else messages,
-                              grammar)
+            history = template_history(messages, template.arguments_as_text)
+            return Structured(history if has_history else messages, grammar)
         return Structured(_rewrite(messages, None) if has_history else messages, grammar)
     functions = _functions(tools)
     names = tuple(f["name"] for f in functions)
     shown = template_tools(functions) if native is not None else None
-    history = template_history(messages, native) if native is not None else \
-        _rewrite(messages, _system_text(functions))
+    if native is None:
+        history = _rewrite(messages, _system_text(functions))
+    else:
+        history = template_history(messages, template.arguments_as_text)
+        if not template.shows_tools and is_deepseek(native):
+            history = _with_system(history, system_text(functions, native))
     if choice == "auto":
         return Structured(history, grammar, "auto", names, native, shown)
     if choice == "required":
