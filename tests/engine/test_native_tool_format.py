@@ -21,6 +21,7 @@ from manxue.engine.tool_formats import (
     template_tools,
     wrap_grammar,
 )
+from manxue.engine.tools import structured
 from manxue.providers.local_tools import ToolCallBuffer
 from tests.engine.conftest import local_gateway, smollm2_copy
 from tests.engine.native_tool_cases import (
@@ -142,3 +143,36 @@ def test_the_template_renders_tools_and_their_history(hermes_model: Path) -> Non
 
 def test_a_forced_call_is_valid_in_the_models_own_format(client: openai.OpenAI) -> None:
     check_forced_calls(client)
+
+
+NO_SYSTEM = """\
+{%- if messages[0].role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}
+{%- for m in messages %}<|im_start|>{{ m.role }}
+{{ m.content }}<|im_end|>
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
+
+def test_a_template_without_a_system_turn_gets_the_tools_in_the_first_user_message(
+        tmp_path: Path) -> None:
+    """Gemma 2's kind: the generic format's description of the tools goes to the head of the
+    first user message instead of a system turn the template would refuse."""
+    from manxue.engine.engine import Engine
+    from manxue.engine.options import EngineOptions
+
+    template = tmp_path / "template.jinja"
+    template.write_text(NO_SYSTEM, encoding="utf-8")
+    model = smollm2_copy(tmp_path / "no-system.gguf", "--chat-template-file", str(template))
+    engine = Engine(model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
+    try:
+        assert engine.tool_format is None and not engine.template_tools.takes_system
+        ask = [{"role": "user", "content": "Weather in Oslo?"}]
+        first = structured({"messages": ask, "tools": [WEATHER]}, ask, engine.template_tools)
+        assert [m["role"] for m in first.messages] == ["user"]
+        assert first.messages[0]["content"].startswith("You can call functions.")
+        assert first.messages[0]["content"].endswith("\n\nWeather in Oslo?")
+        prepared = engine.prepare({"messages": ask, "tools": [WEATHER], "tool_choice": "required",
+                                   "max_tokens": 4})               # rendered, not refused
+        assert prepared.tool_mode == "forced"
+    finally:
+        engine.close()

@@ -51,7 +51,7 @@ from manxue.engine.tool_formats import (
     template_tools,
 )
 from manxue.engine.tools import TemplateTools, structured
-from manxue.errors import InvalidRequest, UpstreamError
+from manxue.errors import InvalidRequest, ManxueError, UpstreamError
 
 log = logging.getLogger("manxue.engine")
 
@@ -135,11 +135,17 @@ class Engine:
 
     def _template_tools(self) -> TemplateTools:
         """How the template handles tools (tool_formats.py), read once at start."""
+        try:
+            self.render([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
+            takes_system = True
+        except ManxueError:  # e.g. Gemma 2's "System role not supported"
+            takes_system = False
         if self.tool_format is None:
-            return TemplateTools()
+            return TemplateTools(takes_system=takes_system)
         probe = template_tools([{"name": "probe", "parameters": {"type": "object"}}])
         return TemplateTools(self.tool_format, shows_tools(self.template.source),
-                             arguments_as_text(lambda messages: self.render(messages, probe)))
+                             arguments_as_text(lambda messages: self.render(messages, probe)),
+                             takes_system)
 
     def render(self, messages: list[Any], tools: list[dict[str, Any]] | None = None) -> str:
         extra = {"tools": tools} if tools else {}

@@ -81,7 +81,7 @@ def _system_text(functions: list[dict[str, Any]]) -> str:
             f"Functions: {listed}")
 
 
-def _rewrite(messages: list[Any], system: str | None) -> list[Any]:
+def _rewrite(messages: list[Any], system: str | None, takes_system: bool = True) -> list[Any]:
     """Tool history in the generic format, and the functions described in the system turn."""
     names: dict[str, str] = {}
     out: list[Any] = []
@@ -109,17 +109,27 @@ def _rewrite(messages: list[Any], system: str | None) -> list[Any]:
             out.append({"role": "user", "content": f"Result of {name}: {content}"})
         else:
             out.append(m)
-    return _with_system(out, system) if system is not None else out
+    return _with_system(out, system, takes_system) if system is not None else out
 
 
-def _with_system(messages: list[Any], system: str) -> list[Any]:
-    """`system` added to the first system message, or as one before the others."""
+def _with_system(messages: list[Any], system: str, takes_system: bool = True) -> list[Any]:
+    """`system` added to the first system message, or as one before the others; for a
+    template without a system turn (Gemma 2's), at the head of the first user message."""
     out = list(messages)
-    if out and isinstance(out[0], dict) and out[0].get("role") == "system" \
-            and isinstance(out[0].get("content"), str):
-        out[0] = {**out[0], "content": out[0]["content"] + "\n\n" + system}
-    else:
+    first = out[0] if out and isinstance(out[0], dict) else {}
+    if takes_system and first.get("role") == "system" and isinstance(first.get("content"), str):
+        out[0] = {**first, "content": first["content"] + "\n\n" + system}
+    elif takes_system:
         out.insert(0, {"role": "system", "content": system})
+    else:
+        for i, m in enumerate(out):
+            if isinstance(m, dict) and m.get("role") == "user":
+                content = m.get("content")
+                if isinstance(content, list):
+                    out[i] = {**m, "content": [{"type": "text", "text": system + "\n\n"}, *content]}
+                else:
+                    out[i] = {**m, "content": system + "\n\n" + (content or "")}
+                break
     return out
 
 
@@ -149,6 +159,9 @@ class TemplateTools:
     format: str | None = None
     shows_tools: bool = True
     arguments_as_text: bool = False
+    takes_system: bool = True
+    """False: the template refuses a system turn, so a tool description goes in the first user
+    message instead."""
 
 
 def structured(body: dict[str, Any], messages: list[Any],
@@ -170,11 +183,11 @@ def structured(body: dict[str, Any], messages: list[Any],
     names = tuple(f["name"] for f in functions)
     shown = template_tools(functions) if native is not None else None
     if native is None:
-        history = _rewrite(messages, _system_text(functions))
+        history = _rewrite(messages, _system_text(functions), template.takes_system)
     else:
         history = template_history(messages, template.arguments_as_text)
         if not template.shows_tools and is_deepseek(native):
-            history = _with_system(history, system_text(functions, native))
+            history = _with_system(history, system_text(functions, native), template.takes_system)
     if choice == "auto":
         return Structured(history, grammar, "auto", names, native, shown)
     if choice == "required":
