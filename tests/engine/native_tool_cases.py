@@ -4,6 +4,8 @@ they render: the formats differ in their text, not in what a client sees."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -81,3 +83,36 @@ def check_text_then_calls(fmt: str, block: str) -> None:
     assert feed_all(broken, ["Text ", block[: len(block) // 2]]) == "Text "
     delta, _, reason = broken.finish("length")                      # cut off: text after all
     assert delta == {"content": block[: len(block) // 2]} and reason == "length"
+
+
+def model_with_template(factory: Any, name: str, template: str) -> Path:
+    """A copy of the shipped SmolLM2 GGUF carrying `template` as its chat template."""
+    from tests.engine.conftest import smollm2_copy
+
+    folder = factory.mktemp(name)
+    source = folder / "template.jinja"
+    source.write_text(template, encoding="utf-8")
+    return smollm2_copy(folder / f"smollm2-{name}.gguf", "--chat-template-file", str(source))
+
+
+def gateway_on(model: Path, factory: Any, name: str) -> Iterator[openai.OpenAI]:
+    """A gateway serving `model` as the deployment "agent", and an OpenAI client on it."""
+    from tests.engine.conftest import local_gateway
+
+    yield from local_gateway("agent", model, factory.mktemp(f"{name}-gateway"), SMALL)
+
+
+def fixtures(name: str, template: str) -> tuple[Any, Any]:
+    """The module fixtures `model` (model_with_template) and `client` (gateway_on) of a test
+    file for one template: `model, client = fixtures("hermes", TEMPLATE)`."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def model(tmp_path_factory: Any) -> Path:
+        return model_with_template(tmp_path_factory, name, template)
+
+    @pytest.fixture(scope="module")
+    def client(model: Path, tmp_path_factory: Any) -> Iterator[openai.OpenAI]:
+        yield from gateway_on(model, tmp_path_factory, name)
+
+    return model, client

@@ -8,11 +8,9 @@ The test model is the shipped SmolLM2 with such a template written into a copy o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
-import pytest
 
 from manxue.engine import tool_format_deepseek as ds
 from manxue.engine.chat_template import ChatTemplate
@@ -27,15 +25,14 @@ from manxue.engine.tool_formats import (
 )
 from manxue.engine.tools import TemplateTools, structured
 from manxue.providers.local_tools import ToolCallBuffer
-from tests.engine.conftest import local_gateway, smollm2_copy
 from tests.engine.native_tool_cases import (
     HISTORY,
     NAMES,
-    SMALL,
     TIME,
     WEATHER,
     check_forced_calls,
     check_text_then_calls,
+    fixtures,
 )
 
 B, E = ds.CALLS_BEGIN, ds.CALLS_END
@@ -74,18 +71,7 @@ R1_LAYOUT = TEMPLATE.replace("<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>A
                              "<｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```")
 
 
-@pytest.fixture(scope="module")
-def deepseek_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("deepseek")
-    template = folder / "template.jinja"
-    template.write_text(TEMPLATE, encoding="utf-8")
-    return smollm2_copy(folder / "smollm2-deepseek.gguf", "--chat-template-file", str(template))
-
-
-@pytest.fixture(scope="module")
-def client(deepseek_model: Path, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[openai.OpenAI]:
-    yield from local_gateway("agent", deepseek_model, tmp_path_factory.mktemp("ds-gateway"), SMALL)
+model, client = fixtures("deepseek", TEMPLATE)
 
 
 def test_the_layout_is_read_from_the_template() -> None:
@@ -153,10 +139,10 @@ def test_text_before_the_calls_streams_as_content() -> None:
     check_text_then_calls(ds.DEEPSEEK, f'{B}{CB}get_time{SEP}{{"city": "Lima"}}{CE}{E}')
 
 
-def test_forced_grammars_are_valid_for_llama_cpp(deepseek_model: Path) -> None:
+def test_forced_grammars_are_valid_for_llama_cpp(model: Path) -> None:
     from manxue.engine.model_file import ModelFile
 
-    model = ModelFile(deepseek_model)
+    model = ModelFile(model)
     try:
         for fmt in ds.FORMATS:
             gbnf = ds.forced_grammar(fmt, [WEATHER["function"], TIME["function"],
@@ -167,11 +153,11 @@ def test_forced_grammars_are_valid_for_llama_cpp(deepseek_model: Path) -> None:
         model.close()
 
 
-def test_the_template_renders_tools_and_their_history(deepseek_model: Path) -> None:
+def test_the_template_renders_tools_and_their_history(model: Path) -> None:
     from manxue.engine.engine import Engine
     from manxue.engine.options import EngineOptions
 
-    engine = Engine(deepseek_model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
+    engine = Engine(model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
     try:
         assert engine.tool_format == ds.DEEPSEEK
         messages = HISTORY

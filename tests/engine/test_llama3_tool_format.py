@@ -7,11 +7,9 @@ of that kind written into a copy of its GGUF (gguf_new_metadata)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
-import pytest
 
 from manxue.engine.tool_formats import (
     HERMES,
@@ -23,8 +21,13 @@ from manxue.engine.tool_formats import (
     template_tools,
 )
 from manxue.providers.local_tools import ToolCallBuffer
-from tests.engine.conftest import local_gateway, smollm2_copy
-from tests.engine.native_tool_cases import HISTORY, NAMES, SMALL, WEATHER, check_forced_calls
+from tests.engine.native_tool_cases import (
+    HISTORY,
+    NAMES,
+    WEATHER,
+    check_forced_calls,
+    fixtures,
+)
 from tests.engine.test_native_tool_format import TEMPLATE as HERMES_TEMPLATE
 
 TEMPLATE = """\
@@ -49,18 +52,7 @@ You may call these functions; to call one, answer only with JSON of the form
 {%- if add_generation_prompt %}{{ head }}assistant{{ tail }}{% endif %}"""
 
 
-@pytest.fixture(scope="module")
-def llama3_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("llama3")
-    template = folder / "template.jinja"
-    template.write_text(TEMPLATE, encoding="utf-8")
-    return smollm2_copy(folder / "smollm2-llama3.gguf", "--chat-template-file", str(template))
-
-
-@pytest.fixture(scope="module")
-def client(llama3_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
-    yield from local_gateway("agent", llama3_model, tmp_path_factory.mktemp("llama3-gateway"),
-                             SMALL)
+model, client = fixtures("llama3", TEMPLATE)
 
 
 def test_the_format_is_read_from_the_template() -> None:
@@ -99,11 +91,11 @@ def test_auto_holds_what_may_be_a_call_and_releases_text() -> None:
     assert text.feed("It is", []) == ("It is", [])
 
 
-def test_the_template_renders_tools_and_their_history(llama3_model: Path) -> None:
+def test_the_template_renders_tools_and_their_history(model: Path) -> None:
     from manxue.engine.engine import Engine
     from manxue.engine.options import EngineOptions
 
-    engine = Engine(llama3_model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
+    engine = Engine(model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
     try:
         assert engine.tool_format == LLAMA3_JSON
         messages = HISTORY

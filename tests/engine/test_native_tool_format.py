@@ -7,11 +7,9 @@ a template written into a copy of its GGUF (gguf_new_metadata)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
-import pytest
 
 from manxue.engine.tool_formats import (
     HERMES,
@@ -23,13 +21,13 @@ from manxue.engine.tool_formats import (
 )
 from manxue.engine.tools import structured
 from manxue.providers.local_tools import ToolCallBuffer
-from tests.engine.conftest import local_gateway, smollm2_copy
+from tests.engine.conftest import smollm2_copy
 from tests.engine.native_tool_cases import (
     HISTORY,
-    SMALL,
     WEATHER,
     check_forced_calls,
     check_text_then_calls,
+    fixtures,
 )
 
 TEMPLATE = """\
@@ -65,18 +63,7 @@ To call one, write its name and arguments as JSON inside <tool_call></tool_call>
 {% endif %}"""
 
 
-@pytest.fixture(scope="module")
-def hermes_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("hermes")
-    template = folder / "template.jinja"
-    template.write_text(TEMPLATE, encoding="utf-8")
-    return smollm2_copy(folder / "smollm2-hermes.gguf", "--chat-template-file", str(template))
-
-
-@pytest.fixture(scope="module")
-def client(hermes_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
-    yield from local_gateway("agent", hermes_model, tmp_path_factory.mktemp("hermes-gateway"),
-                             SMALL)
+model, client = fixtures("hermes", TEMPLATE)
 
 
 def test_the_format_is_read_from_the_template() -> None:
@@ -121,11 +108,11 @@ def test_text_before_the_calls_streams_as_content() -> None:
                                   "\n</tool_call>")
 
 
-def test_the_template_renders_tools_and_their_history(hermes_model: Path) -> None:
+def test_the_template_renders_tools_and_their_history(model: Path) -> None:
     from manxue.engine.engine import Engine
     from manxue.engine.options import EngineOptions
 
-    engine = Engine(hermes_model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
+    engine = Engine(model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
     try:
         assert engine.tool_format == HERMES
         messages = HISTORY

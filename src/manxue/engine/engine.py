@@ -181,7 +181,7 @@ class Engine:
             reasoning=self.options.reasoning == "auto",
             starts_in_reasoning=text.rstrip().endswith(OPEN_TAG),
             grammar=form.grammar, tool_mode=form.tool_mode, tool_names=form.tool_names,
-            tool_format=form.tool_format,
+            tool_format=form.tool_format, tool_schemas=form.tool_schemas,
         )
 
     def _guarded(self, tokenize: Callable[[], list[int]]) -> list[int]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import re
 import threading
 from typing import Any
 
@@ -197,3 +198,23 @@ def check_grammar(vocab: Any, gbnf: str, n_vocab: int) -> None:
     except ValueError:
         raise InvalidParameters("the grammar derived from the request could not be parsed",
                                 param="response_format", code="invalid_grammar") from None
+
+
+# GBNF: what a rule body may hold besides rule names (literals, character classes, comments)
+_GBNF_TOKEN = re.compile(
+    r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|#[^\n]*|[A-Za-z][A-Za-z0-9-]*|\s+|.', re.DOTALL)
+
+
+def namespaced(gbnf: str, prefix: str) -> str:
+    """A grammar with every rule name prefixed, so that several can live in one grammar."""
+    out = []
+    for line in gbnf.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, body = line.partition("::=")
+        if not sep:  # a rule's continuation line
+            name, body = "", line
+        tokens = _GBNF_TOKEN.findall(body)
+        renamed = "".join(prefix + t if t[0].isalpha() else t for t in tokens)
+        out.append((f"{prefix}{name.strip()} ::=" if sep else "") + renamed)
+    return "\n".join(out)

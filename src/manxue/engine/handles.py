@@ -39,6 +39,8 @@ class GenerationRequest:
     tool_names: tuple[str, ...] = ()
     tool_format: str | None = None
     """The template's own tool-call format (engine/tool_formats.py); None: the generic one."""
+    tool_schemas: dict[str, Any] = field(default_factory=dict)
+    """Each function's parameters schema, by name."""
     score: ScoreState | None = None
     """Set for a scoring request (scoring.py): `prompt` is context + continuation[:-1], read
     with logits for the continuation's positions; nothing is generated."""

@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from manxue.engine.grammar import schema_grammar
+from manxue.engine.grammar import namespaced, schema_grammar
 
 DEEPSEEK = "deepseek"
 DEEPSEEK_R1 = "deepseek-r1"
@@ -32,10 +32,6 @@ _CALL = re.compile(
     re.escape(CALL_BEGIN) + r"\s*(?:function" + re.escape(SEP) + r"(?P<fn>[^\n]+?)\s*\n```json\s*"
     r"(?P<fargs>.*?)\s*```|(?P<name>[^\n]+?)" + re.escape(SEP) + r"(?P<args>.*?))\s*"
     + re.escape(CALL_END), re.DOTALL)
-# GBNF: what a rule body may hold besides rule names (literals, character classes, comments)
-_GBNF_TOKEN = re.compile(
-    r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|#[^\n]*|[A-Za-z][A-Za-z0-9-]*|\s+|.', re.DOTALL)
-
 
 def deepseek_format(template_source: str) -> str | None:
     """The DeepSeek layout a template writes, or None for another template."""
@@ -98,21 +94,6 @@ def forced_grammar(fmt: str, functions: list[dict[str, Any]]) -> str:
         lines.append(f"fn{i} ::= {_literal(head)} fn{i}-root {_literal(tail)}")
         lines.append(namespaced(schema_grammar(fn.get("parameters") or {}), f"fn{i}-"))
     return "\n".join(lines) + "\n"
-
-
-def namespaced(gbnf: str, prefix: str) -> str:
-    """A grammar with every rule name prefixed, so that several can live in one grammar."""
-    out = []
-    for line in gbnf.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        name, sep, body = line.partition("::=")
-        if not sep:  # a rule's continuation line
-            name, body = "", line
-        tokens = _GBNF_TOKEN.findall(body)
-        renamed = "".join(prefix + t if t[0].isalpha() else t for t in tokens)
-        out.append((f"{prefix}{name.strip()} ::=" if sep else "") + renamed)
-    return "\n".join(out)
 
 
 def _literal(text: str) -> str:

@@ -1,6 +1,6 @@
 """A model's own tool-call format, when its chat template has one.
 
-Three formats are read from templates:
+Four formats are read from templates:
 
 - Hermes: templates that take `tools` and write calls as `<tool_call>{"name": ...,
   "arguments": {...}}</tool_call>` (Qwen2 and 2.5, Qwen3, Hermes, many fine-tunes); a forced
@@ -12,6 +12,8 @@ Three formats are read from templates:
   an answer that is such objects (several separated by `;`, as Llama 3.2 writes them) becomes
   the tool calls.
 - DeepSeek: the calls-block tokens of DeepSeek's templates (engine/tool_format_deepseek.py).
+- Qwen XML: `<tool_call>` blocks holding `<function=…>` and `<parameter=…>` elements
+  (Qwen3-Coder, Qwen 3.5; engine/tool_format_xml.py).
 
 Either way the template renders the tools and the tool history itself. Any other template gets
 the generic format of engine/tools.py.
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from manxue.engine import tool_format_deepseek as deepseek
+from manxue.engine import tool_format_xml as xml
 
 HERMES = "hermes"
 LLAMA3_JSON = "llama3-json"
@@ -46,8 +49,11 @@ def native_format(template_source: str) -> str | None:
         return found
     if not shows_tools(template_source):
         return None
-    # Hermes writes JSON in its blocks; templates that write XML there (Qwen3-Coder and 3.5's
-    # <function=…>, GLM's <arg_key>, MiniMax's) have no "arguments" key and get the generic one
+    found = xml.xml_format(template_source)  # Qwen3-Coder and 3.5's <function=…> blocks
+    if found is not None:
+        return found
+    # Hermes writes JSON in its blocks; templates that write other XML there (GLM's <arg_key>,
+    # MiniMax's) have no "arguments" key and get the generic format
     if OPEN in template_source and CLOSE in template_source and (
             '"arguments"' in template_source or '\\"arguments\\"' in template_source):
         return HERMES
@@ -87,8 +93,8 @@ def is_deepseek(fmt: str | None) -> bool:
 
 def call_marker(fmt: str | None) -> str | None:
     """What opens a call in the format, where a model may write it after some text (Hermes,
-    DeepSeek); None where a call is the whole answer."""
-    if fmt == HERMES:
+    Qwen XML, DeepSeek); None where a call is the whole answer."""
+    if fmt in (HERMES, xml.QWEN_XML):
         return OPEN
     return deepseek.CALLS_BEGIN if is_deepseek(fmt) else None
 
@@ -152,14 +158,16 @@ def may_become_call(text: str, fmt: str = HERMES) -> bool:
     return head.startswith(OPEN) or OPEN.startswith(head)
 
 
-def parse_calls(text: str, names: tuple[str, ...], fmt: str = HERMES
-                ) -> list[dict[str, Any]] | None:
+def parse_calls(text: str, names: tuple[str, ...], fmt: str = HERMES,
+                schemas: dict[str, Any] | None = None) -> list[dict[str, Any]] | None:
     """The calls an answer makes — it is only calls in the format, each naming a known
     function — or None: the answer is text."""
     if fmt == LLAMA3_JSON:
         values = _json_objects(text.strip().removeprefix(PYTHON_TAG))
     elif is_deepseek(fmt):
         values = deepseek.parse(text)
+    elif fmt == xml.QWEN_XML:
+        values = xml.parse(text, schemas or {})
     else:
         blocks = _BLOCK.findall(text)
         if not blocks or _BLOCK.sub("", text).strip():

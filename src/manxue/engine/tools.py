@@ -19,11 +19,13 @@ object `{"name": ..., "arguments": {...}}`. History is rewritten to match: an as
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from manxue.engine.grammar import json_grammar, schema_grammar
 from manxue.engine.tool_format_deepseek import forced_grammar, system_text
+from manxue.engine.tool_format_xml import QWEN_XML
+from manxue.engine.tool_format_xml import forced_grammar as xml_grammar
 from manxue.engine.tool_formats import (
     arguments_key,
     is_deepseek,
@@ -49,6 +51,8 @@ class Structured:
     """The template's own format (engine/tool_formats.py), or None: the generic one."""
     template_tools: list[dict[str, Any]] | None = None
     """`tools` for a template that renders them itself."""
+    tool_schemas: dict[str, Any] = field(default_factory=dict)
+    """Each function's parameters schema (the XML format reads values by their types)."""
 
 
 def _functions(tools: Any) -> list[dict[str, Any]]:
@@ -188,8 +192,9 @@ def structured(body: dict[str, Any], messages: list[Any],
         history = template_history(messages, template.arguments_as_text)
         if not template.shows_tools and is_deepseek(native):
             history = _with_system(history, system_text(functions, native), template.takes_system)
+    schemas = {f["name"]: f.get("parameters") or {} for f in functions}
     if choice == "auto":
-        return Structured(history, grammar, "auto", names, native, shown)
+        return Structured(history, grammar, "auto", names, native, shown, schemas)
     if choice == "required":
         forced = functions
     elif isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str):
@@ -203,14 +208,17 @@ def structured(body: dict[str, Any], messages: list[Any],
                                 '{"type": "function", "function": {"name": ...}}',
                                 param="tool_choice")
     if native is not None and is_deepseek(native):
-        return Structured(history, forced_grammar(native, forced), "forced", names, native, shown)
+        return Structured(history, forced_grammar(native, forced), "forced", names, native, shown,
+                          schemas)
+    if native == QWEN_XML:
+        return Structured(history, xml_grammar(forced), "forced", names, native, shown, schemas)
     key = arguments_key(native)
     schema = _call_schema(forced[0], key) if len(forced) == 1 else \
         {"anyOf": [_call_schema(f, key) for f in forced]}
     call_grammar = schema_grammar(schema)
     if native is not None:
         call_grammar = wrap_grammar(call_grammar, native)
-    return Structured(history, call_grammar, "forced", names, native, shown)
+    return Structured(history, call_grammar, "forced", names, native, shown, schemas)
 
 
 def parse_call(text: str, names: tuple[str, ...]) -> dict[str, Any] | None:

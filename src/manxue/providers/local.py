@@ -171,7 +171,8 @@ class LocalProvider:
         head = {"id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": self.settings.model}
         want_logprobs = request.params.logprobs
-        calls = ToolCallBuffer(request.tool_mode, request.tool_names, request.tool_format)
+        calls = ToolCallBuffer(request.tool_mode, request.tool_names, request.tool_format,
+                               request.tool_schemas)
         try:
             events = await self._first_events(handle, on_keepalive)
             yield {**head, "choices": [_choice({"role": "assistant", "content": ""}, None)]}

@@ -6,9 +6,9 @@ While an answer may be a tool call, its text is held back; at the end it is eith
 `auto` mode the hold ends as soon as the answer cannot be a call any more (it starts with
 anything but `{`, or, in the template's format, anything its calls cannot start with), and the
 text streams as usual from there. In the formats whose calls a model may write after some
-text (Hermes' `<tool_call>`, DeepSeek's calls block) the streamed text is watched for that
-opening: the text before it is the answer's content, what follows is held as its calls (a
-piece of text that may be the opening's beginning waits for the next piece).
+text (Hermes' and Qwen XML's `<tool_call>`, DeepSeek's calls block) the streamed text is
+watched for that opening: the text before it is the answer's content, what follows is held as
+its calls (a piece of text that may be the opening's beginning waits for the next piece).
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from manxue.engine.tools import parse_call
 
 
 class ToolCallBuffer:
-    def __init__(self, mode: str | None, names: tuple[str, ...], fmt: str | None = None) -> None:
+    def __init__(self, mode: str | None, names: tuple[str, ...], fmt: str | None = None,
+                 schemas: dict[str, Any] | None = None) -> None:
         self.names = names
+        self.schemas = schemas or {}
         self.native = fmt
         self.holding = mode is not None
         self.auto = mode == "auto"
@@ -88,7 +90,7 @@ class ToolCallBuffer:
 
     def _calls(self, held: str) -> list[dict[str, Any]] | None:
         if self.native is not None:
-            return parse_calls(held, self.names, self.native)
+            return parse_calls(held, self.names, self.native, self.schemas)
         call = parse_call(held.strip(), self.names)
         return [call] if call is not None else None
 
