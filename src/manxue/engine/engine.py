@@ -135,10 +135,11 @@ class Engine:
 
     def _template_tools(self) -> TemplateTools:
         """How the template handles tools (tool_formats.py), read once at start."""
-        try:
-            self.render([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
-            takes_system = True
-        except ManxueError:  # e.g. Gemma 2's "System role not supported"
+        marker = "manxue-probe-system"
+        try:  # refused (Gemma 2's "System role not supported") or silently dropped: not taken
+            takes_system = marker in self.render([{"role": "system", "content": marker},
+                                                  {"role": "user", "content": "u"}])
+        except ManxueError:
             takes_system = False
         if self.tool_format is None:
             return TemplateTools(takes_system=takes_system)
