@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from manxue.protocol import anthropic, responses, sse
+from manxue.protocol import anthropic, responses_stream, sse
 from manxue.protocol.sse import plain_text, plain_text_json
 
 
@@ -63,16 +63,16 @@ def test_anything_else_is_left_to_the_parser(payload: bytes):
 def _events(make: Any, lines: list[bytes], fast: bool, monkeypatch: pytest.MonkeyPatch) -> bytes:
     with monkeypatch.context() as m:
         if not fast:
-            for module in (anthropic, responses):
+            for module in (anthropic, responses_stream):
                 m.setattr(module, "plain_text_json", lambda payload: None)
         stream = make()
-        if isinstance(stream, responses.ResponsesStream):
+        if isinstance(stream, responses_stream.ResponsesStream):
             stream.created = 0  # the two runs may straddle a second
         return b"".join(b"".join(stream.feed(line)) for line in lines)
 
 
 @pytest.mark.parametrize("make", [lambda: anthropic.MessagesStream("deepseek-chat"),
-                                  lambda: responses.ResponsesStream("resp_1", {}, "deepseek-chat")],
+                                  lambda: responses_stream.ResponsesStream("resp_1", {}, "deepseek-chat")],
                          ids=["messages", "responses"])
 def test_the_short_path_changes_no_byte(make: Any, monkeypatch: pytest.MonkeyPatch):
     start = _chunk({"role": "assistant", "content": ""})

@@ -1,8 +1,8 @@
-"""OpenAI's Responses API on top of the chat path: requests, answers, stream events.
+"""OpenAI's Responses API on top of the chat path: requests and answers.
 
 A Responses request becomes a chat body (after the history of `previous_response_id`, when
 given), goes through the chat path's admission, routing and metering, and the chat answer is
-turned back into a response object; the stream into Responses events.
+turned back into a response object; a stream into Responses events (responses_stream.py).
 
 | Responses | chat completions |
 |---|---|
@@ -19,13 +19,11 @@ turned back into a response object; the stream into Responses events.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import orjson
 
 from manxue.errors import InvalidParameters, InvalidRequest
-from manxue.protocol.sse import plain_text, plain_text_json
 
 _ROLES = ("user", "assistant", "system", "developer")
 
@@ -294,212 +292,3 @@ def response_object(response_id: str, data: dict[str, Any], model: str, answer: 
         "store": data.get("store", True), "metadata": data.get("metadata") or {},
         "usage": answer.usage if answer is not None else None,
     }
-
-
-_EVENT_HEADS: dict[str, bytes] = {}
-"""Each event kind's first bytes, up to its sequence number."""
-
-
-class ResponsesStream:
-    """Turns the chat relay's SSE lines into Responses stream events: response.created and
-    .in_progress; per output item .output_item.added, the deltas (reasoning summary, output
-    text, function call arguments), their .done events and .output_item.done; then
-    response.completed (or .incomplete) carrying the whole response, or response.failed."""
-
-    def __init__(self, response_id: str, data: dict[str, Any], model: str) -> None:
-        self.id, self.data, self.model = response_id, data, model
-        self.ids = OutputIds(response_id)
-        self.created = int(time.time())
-        self.answer = Answer()
-        self.seq = 0
-        self.open: str | None = None  # "reasoning" | "message" | "call"
-        self.index = -1  # output index of the open item
-        self.call_index = -1  # the open function call, in self.answer.calls
-        self._chat_index = -1  # its index in the chat stream's tool_calls
-        self.done = False
-        self.failed = False
-        self._text_fields = b""  # an output_text.delta's fields of the open message, to its text
-
-    def _event(self, kind: str, payload: dict[str, Any]) -> bytes:
-        body = {"type": kind, "sequence_number": self.seq, **payload}
-        self.seq += 1
-        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(body) + b"\n\n"
-
-    def _snapshot(self, status: str) -> dict[str, Any]:
-        return response_object(self.id, self.data, self.model,
-                               self.answer if status != "in_progress" else None,
-                               self.ids, self.created, status)
-
-    def final(self) -> dict[str, Any]:
-        """The whole response once the stream has ended."""
-        return self._snapshot("completed")
-
-    def start(self) -> list[bytes]:
-        snap = orjson.dumps(self._snapshot("in_progress"))  # one encoding for both events
-        return [self._raw_event("response.created", b'"response":' + snap),
-                self._raw_event("response.in_progress", b'"response":' + snap)]
-
-    def _raw_event(self, kind: str, fields: bytes) -> bytes:
-        """An event whose fields after type and sequence_number are already JSON."""
-        head = _EVENT_HEADS.get(kind)
-        if head is None:
-            name = kind.encode()
-            head = _EVENT_HEADS[kind] = b'event: %s\ndata: {"type":"%s","sequence_number":' % (
-                name, name)
-        self.seq += 1
-        return b"%s%d,%s}\n\n" % (head, self.seq - 1, fields)
-
-    def feed(self, line: bytes) -> list[bytes]:
-        if not line.startswith(b"data: "):
-            return []
-        payload = line[6:].strip()
-        if self.open == "message":
-            found = plain_text_json(payload)
-            if found is not None:  # the usual chunk, not even parsed
-                self.answer.add_text(found[1])
-                return [self._raw_event("response.output_text.delta",
-                                        self._text_fields + found[0] + b',"logprobs":[]')]
-        out = self.start() if self.seq == 0 else []
-        if payload == b"[DONE]":
-            return out + self.finish()
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return out
-        if not isinstance(chunk, dict):
-            return out
-        if self.open == "message":
-            text = plain_text(chunk)
-            if text is not None:  # the usual chunk: one text delta, from a template
-                self.answer.add_text(text)
-                return [*out, self._raw_event("response.output_text.delta", self._text_fields
-                                              + orjson.dumps(text) + b',"logprobs":[]')]
-        if "error" in chunk:
-            err = chunk["error"] if isinstance(chunk["error"], dict) else {}
-            self.done = self.failed = True
-            failed = self._snapshot("failed")
-            failed["error"] = {"code": str(err.get("code") or "server_error"),
-                               "message": str(err.get("message") or "the answer broke off")}
-            return [*out, self._event("response.failed", {"response": failed})]
-        if chunk.get("usage"):
-            self.answer.usage = usage_of(chunk["usage"])
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
-                out += self._into("reasoning")
-                self.answer.reasoning += delta["reasoning_content"]
-                out.append(self._event("response.reasoning_summary_text.delta", {
-                    "item_id": self.ids.reasoning, "output_index": self.index,
-                    "summary_index": 0, "delta": delta["reasoning_content"]}))
-            if delta.get("content"):
-                out += self._into("message")
-                self.answer.add_text(delta["content"])
-                out.append(self._event("response.output_text.delta", {
-                    "item_id": self.ids.message, "output_index": self.index, "content_index": 0,
-                    "delta": delta["content"], "logprobs": []}))
-            for call in delta.get("tool_calls") or []:
-                out += self._tool_call(call)
-            if choice.get("finish_reason"):
-                self.answer.finish = choice["finish_reason"]
-        return out
-
-    def finish(self) -> list[bytes]:
-        if self.done:
-            return []
-        out = self.start() if self.seq == 0 else []
-        out += self._close()
-        self.done = True
-        snap = self._snapshot("completed")
-        kind = "response.incomplete" if snap["status"] == "incomplete" else "response.completed"
-        return [*out, self._event(kind, {"response": snap})]
-
-    # -- items ----------------------------------------------------------------------------------
-    def _item(self) -> dict[str, Any]:
-        """The open item as it stands (in progress)."""
-        a = self.answer
-        if self.open == "reasoning":
-            return {"type": "reasoning", "id": self.ids.reasoning, "status": "in_progress",
-                    "summary": [{"type": "summary_text", "text": a.reasoning}] if a.reasoning else []}
-        if self.open == "message":
-            return {"type": "message", "id": self.ids.message, "status": "in_progress",
-                    "role": "assistant",
-                    "content": [{"type": "output_text", "text": a.text, "annotations": [],
-                                 "logprobs": []}] if a.text else []}
-        c = a.calls[self.call_index]
-        return {"type": "function_call", "id": self.ids.call(self.call_index),
-                "status": "in_progress", "call_id": c["call_id"], "name": c["name"],
-                "arguments": c["arguments"]}
-
-    def _into(self, kind: str) -> list[bytes]:
-        if self.open == kind and kind != "call":
-            return []
-        out = self._close()
-        self.open = kind
-        self.index += 1
-        out.append(self._event("response.output_item.added",
-                               {"output_index": self.index, "item": self._item()}))
-        if kind == "message":
-            self._text_fields = (b'"item_id":' + orjson.dumps(self.ids.message)
-                                 + b',"output_index":' + str(self.index).encode()
-                                 + b',"content_index":0,"delta":')
-            out.append(self._event("response.content_part.added", {
-                "item_id": self.ids.message, "output_index": self.index, "content_index": 0,
-                "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}))
-        if kind == "reasoning":
-            out.append(self._event("response.reasoning_summary_part.added", {
-                "item_id": self.ids.reasoning, "output_index": self.index, "summary_index": 0,
-                "part": {"type": "summary_text", "text": ""}}))
-        return out
-
-    def _close(self) -> list[bytes]:
-        if self.open is None:
-            return []
-        a, out = self.answer, []
-        item = self._item()
-        item["status"] = "completed"
-        if self.open == "message":
-            part = {"type": "output_text", "text": a.text, "annotations": [], "logprobs": []}
-            item["content"] = [part]
-            out += [self._event("response.output_text.done", {
-                        "item_id": self.ids.message, "output_index": self.index,
-                        "content_index": 0, "text": a.text, "logprobs": []}),
-                    self._event("response.content_part.done", {
-                        "item_id": self.ids.message, "output_index": self.index,
-                        "content_index": 0, "part": part})]
-        elif self.open == "reasoning":
-            part = {"type": "summary_text", "text": a.reasoning}
-            out += [self._event("response.reasoning_summary_text.done", {
-                        "item_id": self.ids.reasoning, "output_index": self.index,
-                        "summary_index": 0, "text": a.reasoning}),
-                    self._event("response.reasoning_summary_part.done", {
-                        "item_id": self.ids.reasoning, "output_index": self.index,
-                        "summary_index": 0, "part": part})]
-        else:
-            c = a.calls[self.call_index]
-            out.append(self._event("response.function_call_arguments.done", {
-                "item_id": self.ids.call(self.call_index), "output_index": self.index,
-                "arguments": c["arguments"], "name": c["name"]}))
-        out.append(self._event("response.output_item.done",
-                               {"output_index": self.index, "item": item}))
-        self.open = None
-        return out
-
-    def _tool_call(self, call: dict[str, Any]) -> list[bytes]:
-        out: list[bytes] = []
-        fn = call.get("function") or {}
-        index = call.get("index", 0)
-        calls = self.answer.calls
-        if self.open != "call" or index != self._chat_index:
-            calls.append({"call_id": call.get("id") or new_id("call"),
-                          "name": fn.get("name", ""), "arguments": ""})
-            self.call_index = len(calls) - 1
-            self._chat_index = index
-            out += self._into("call")
-        if fn.get("arguments"):
-            calls[self.call_index]["arguments"] += fn["arguments"]
-            out.append(self._event("response.function_call_arguments.delta", {
-                "item_id": self.ids.call(self.call_index), "output_index": self.index,
-                "delta": fn["arguments"]}))
-        return out

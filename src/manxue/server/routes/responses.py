@@ -17,6 +17,7 @@ from manxue.accounting.stored_responses import ResponseStore
 from manxue.errors import InvalidParameters, ResponseNotFound
 from manxue.protocol import responses as wire
 from manxue.protocol.chat import load_object, validate_chat
+from manxue.protocol.responses_stream import ResponsesStream
 from manxue.server.routes.chat import admit, authenticate, relay_stream
 from manxue.server.state import state_of
 
@@ -83,7 +84,7 @@ async def create(request: web.Request) -> web.StreamResponse:
                                        int(time.time()))
             await save(obj, answer)
             return web.Response(body=orjson.dumps(obj), content_type=_JSON)
-        events = wire.ResponsesStream(response_id, data, req.model)
+        events = ResponsesStream(response_id, data, req.model)
         out = await relay_stream(request, st, req, raw, ctx, events.feed)
         if keep and events.done and not events.failed:
             await save(events.final(), events.answer)
