@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,23 @@ def fixtures(name: str, template: str) -> tuple[Any, Any]:
         yield from gateway_on(model, tmp_path_factory, name)
 
     return model, client
+
+
+@contextmanager
+def served_history(model: Path) -> Iterator[tuple[Any, Any, str]]:
+    """An engine on `model`, the tool history (HISTORY, with WEATHER) prepared, and the prompt
+    text that request is served as (checked: its tokens are the prepared prompt)."""
+    from manxue.engine.engine import Engine
+    from manxue.engine.options import EngineOptions
+    from manxue.engine.tools import structured
+
+    engine = Engine(model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
+    try:
+        body = {"messages": HISTORY, "tools": [WEATHER], "max_tokens": 4}
+        prepared = engine.prepare(body)
+        form = structured(body, HISTORY, engine.template_tools)
+        text = engine.render(form.messages, form.template_tools)
+        assert prepared.prompt.tolist() == engine.tokenize_prompt(text)
+        yield engine, prepared, text
+    finally:
+        engine.close()

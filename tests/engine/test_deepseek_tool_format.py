@@ -33,6 +33,7 @@ from tests.engine.native_tool_cases import (
     check_forced_calls,
     check_text_then_calls,
     fixtures,
+    served_history,
 )
 
 B, E = ds.CALLS_BEGIN, ds.CALLS_END
@@ -154,22 +155,12 @@ def test_forced_grammars_are_valid_for_llama_cpp(model: Path) -> None:
 
 
 def test_the_template_renders_tools_and_their_history(model: Path) -> None:
-    from manxue.engine.engine import Engine
-    from manxue.engine.options import EngineOptions
-
-    engine = Engine(model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
-    try:
+    with served_history(model) as (engine, prepared, text):
         assert engine.tool_format == ds.DEEPSEEK
-        messages = HISTORY
         assert engine.template_tools == TemplateTools(ds.DEEPSEEK, True, True)
-        prepared = engine.prepare({"messages": messages, "tools": [WEATHER], "max_tokens": 4})
-        text = engine.render(messages, template_tools([WEATHER["function"]]))
-        assert prepared.prompt.tolist() == engine.tokenize_prompt(text)   # what is served
         assert f'{CB}get_weather{SEP}{{"city": "Oslo"}}{CE}' in text
         assert "<｜tool▁output▁begin｜>4 C, rain" in text and "### get_weather" in text
         assert prepared.tool_format == ds.DEEPSEEK and prepared.tool_mode == "auto"
-    finally:
-        engine.close()
 
 
 def test_a_forced_call_is_valid_in_the_models_own_layout(client: openai.OpenAI) -> None:

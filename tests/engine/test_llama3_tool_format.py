@@ -17,16 +17,13 @@ from manxue.engine.tool_formats import (
     may_become_call,
     native_format,
     parse_calls,
-    template_history,
-    template_tools,
 )
 from manxue.providers.local_tools import ToolCallBuffer
 from tests.engine.native_tool_cases import (
-    HISTORY,
     NAMES,
-    WEATHER,
     check_forced_calls,
     fixtures,
+    served_history,
 )
 from tests.engine.test_native_tool_format import TEMPLATE as HERMES_TEMPLATE
 
@@ -92,22 +89,12 @@ def test_auto_holds_what_may_be_a_call_and_releases_text() -> None:
 
 
 def test_the_template_renders_tools_and_their_history(model: Path) -> None:
-    from manxue.engine.engine import Engine
-    from manxue.engine.options import EngineOptions
-
-    engine = Engine(model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
-    try:
+    with served_history(model) as (engine, prepared, text):
         assert engine.tool_format == LLAMA3_JSON
-        messages = HISTORY
-        prepared = engine.prepare({"messages": messages, "tools": [WEATHER], "max_tokens": 4})
-        text = engine.render(template_history(messages), template_tools([WEATHER["function"]]))
-        assert prepared.prompt.tolist() == engine.tokenize_prompt(text)   # what is served
         assert '{"name": "get_weather", "parameters": {"city": "Oslo"}}' in text
         assert "ipython<|end_header_id|>\n\n4 C, rain" in text
         assert "Result of" not in text                          # not the generic rewrite
         assert prepared.tool_format == LLAMA3_JSON and prepared.tool_mode == "auto"
-    finally:
-        engine.close()
 
 
 def test_a_forced_call_is_valid_in_the_models_own_format(client: openai.OpenAI) -> None:

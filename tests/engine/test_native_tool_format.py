@@ -15,19 +15,17 @@ from manxue.engine.tool_formats import (
     HERMES,
     native_format,
     parse_calls,
-    template_history,
-    template_tools,
     wrap_grammar,
 )
 from manxue.engine.tools import structured
 from manxue.providers.local_tools import ToolCallBuffer
 from tests.engine.conftest import smollm2_copy
 from tests.engine.native_tool_cases import (
-    HISTORY,
     WEATHER,
     check_forced_calls,
     check_text_then_calls,
     fixtures,
+    served_history,
 )
 
 TEMPLATE = """\
@@ -109,23 +107,13 @@ def test_text_before_the_calls_streams_as_content() -> None:
 
 
 def test_the_template_renders_tools_and_their_history(model: Path) -> None:
-    from manxue.engine.engine import Engine
-    from manxue.engine.options import EngineOptions
-
-    engine = Engine(model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
-    try:
+    with served_history(model) as (engine, prepared, text):
         assert engine.tool_format == HERMES
-        messages = HISTORY
-        prepared = engine.prepare({"messages": messages, "tools": [WEATHER], "max_tokens": 4})
-        text = engine.render(template_history(messages), template_tools([WEATHER["function"]]))
-        assert prepared.prompt.tolist() == engine.tokenize_prompt(text)   # what is served
         assert "<tools>" in text and '"name": "get_weather"' in text
         assert '"arguments": {"city": "Oslo"}' in text          # arguments as an object
         assert "<tool_response>\n4 C, rain\n</tool_response>" in text
         assert "Result of" not in text                          # not the generic rewrite
         assert prepared.tool_format == HERMES and prepared.tool_mode == "auto"
-    finally:
-        engine.close()
 
 
 def test_a_forced_call_is_valid_in_the_models_own_format(client: openai.OpenAI) -> None:

@@ -15,13 +15,13 @@ from manxue.engine.grammar import check_grammar
 from manxue.engine.tool_format_xml import QWEN_XML, forced_grammar
 from manxue.engine.tool_formats import native_format, parse_calls
 from tests.engine.native_tool_cases import (
-    HISTORY,
     NAMES,
     TIME,
     WEATHER,
     check_forced_calls,
     check_text_then_calls,
     fixtures,
+    served_history,
 )
 
 TEMPLATE = """\
@@ -109,17 +109,10 @@ def test_the_forced_grammar_is_valid_for_llama_cpp(model: Path) -> None:
 
 
 def test_the_template_renders_the_history(model: Path) -> None:
-    from manxue.engine.engine import Engine
-    from manxue.engine.options import EngineOptions
-
-    engine = Engine(model, EngineOptions(n_ctx=2048, n_parallel=1, n_threads=1))
-    try:
+    with served_history(model) as (engine, prepared, _):
         assert engine.tool_format == QWEN_XML and not engine.template_tools.arguments_as_text
-        prepared = engine.prepare({"messages": HISTORY, "tools": [WEATHER], "max_tokens": 4})
         assert prepared.tool_format == QWEN_XML and prepared.tool_mode == "auto"
         assert prepared.tool_schemas == {"get_weather": WEATHER["function"]["parameters"]}
-    finally:
-        engine.close()
 
 
 def test_a_forced_call_is_valid_in_the_models_own_format(client: openai.OpenAI) -> None:
