@@ -107,6 +107,10 @@ def test_unsupported_schema_keywords_are_named(client):
     with pytest.raises(openai.UnprocessableEntityError, match="not in 'tools'"):
         client.chat.completions.create(model="smollm2", messages=ASK, tools=[WEATHER],  # type: ignore[list-item]
                                        tool_choice={"type": "function", "function": {"name": "nope"}})
+    many = [{"type": "function", "function": {"name": f"f{i}"}} for i in range(129)]
+    with pytest.raises(openai.UnprocessableEntityError, match="at most 128"):   # bounded work
+        client.chat.completions.create(model="smollm2", messages=ASK, tools=many,  # type: ignore[arg-type]
+                                       tool_choice="required")
 
 
 # -- the property: any schema of this family, every output validates --------------------------

@@ -55,9 +55,17 @@ class Structured:
     """Each function's parameters schema (the XML format reads values by their types)."""
 
 
+MAX_TOOLS = 128
+"""OpenAI's own limit. Each function shown is rendered and tokenized, and a forced call
+compiles a grammar per function, on the request's path: the count is bounded."""
+
+
 def _functions(tools: Any) -> list[dict[str, Any]]:
     if not isinstance(tools, list):
         raise InvalidParameters("'tools' must be a list", param="tools")
+    if len(tools) > MAX_TOOLS:
+        raise InvalidParameters(f"'tools' may list at most {MAX_TOOLS} functions, not {len(tools)}",
+                                param="tools")
     out = []
     for i, tool in enumerate(tools):
         fn = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
