@@ -1,5 +1,5 @@
 """The Messages and Responses translators read the usual chat chunk without parsing it
-(sse.plain_text_json): their events must be byte for byte those of the parsed path, for the
+(sse.plain_text_line): their events must be byte for byte those of the parsed path, for the
 usual chunks and for every chunk that only looks like one."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from manxue.protocol import anthropic, responses_stream, sse
-from manxue.protocol.sse import plain_text, plain_text_json
+from manxue.protocol.sse import plain_text, plain_text_line
 
 
 def _chunk(delta: dict[str, Any], *, head: dict[str, Any] | None = None,
@@ -49,7 +49,7 @@ UNUSUAL = [
 
 @pytest.mark.parametrize("payload", USUAL)
 def test_the_usual_chunk_is_read_without_parsing(payload: bytes):
-    found = plain_text_json(payload)
+    found = plain_text_line(b"data: " + payload + b"\n\n")
     assert found is not None
     literal, text = found
     assert text == plain_text(orjson.loads(payload)) and orjson.loads(literal) == text
@@ -57,14 +57,14 @@ def test_the_usual_chunk_is_read_without_parsing(payload: bytes):
 
 @pytest.mark.parametrize("payload", UNUSUAL)
 def test_anything_else_is_left_to_the_parser(payload: bytes):
-    assert plain_text_json(payload) is None
+    assert plain_text_line(b"data: " + payload + b"\n\n") is None
 
 
 def _events(make: Any, lines: list[bytes], fast: bool, monkeypatch: pytest.MonkeyPatch) -> bytes:
     with monkeypatch.context() as m:
         if not fast:
             for module in (anthropic, responses_stream):
-                m.setattr(module, "plain_text_json", lambda payload: None)
+                m.setattr(module, "plain_text_line", lambda line: None)
         stream = make()
         if isinstance(stream, responses_stream.ResponsesStream):
             stream.created = 0  # the two runs may straddle a second
@@ -83,3 +83,52 @@ def test_the_short_path_changes_no_byte(make: Any, monkeypatch: pytest.MonkeyPat
     fast = _events(make, lines, True, monkeypatch)
     assert fast == _events(make, lines, False, monkeypatch)
     assert "满血 ünïcödé 🙂".encode() in fast or b"\\u" in fast
+
+
+REQUESTS = [
+    {},
+    {"instructions": "be brief", "max_output_tokens": 64, "previous_response_id": "resp_0",
+     "temperature": 0.2, "top_p": 0.9, "store": False, "metadata": {"k": "v"},
+     "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+     "tool_choice": "required", "parallel_tool_calls": False,
+     "text": {"format": {"type": "json_object"}}},
+]
+ANSWERS = {
+    "text": [_chunk({"content": "one "}), _chunk({"content": 'two "quoted" 满血'})],
+    "reasoning then text": [_chunk({"reasoning_content": "think"}), _chunk({"content": "so"})],
+    "text then a call": [_chunk({"content": "calling"}), _chunk({"tool_calls": [
+        {"index": 0, "id": "call_1", "function": {"name": "f", "arguments": "{}"}}]})],
+    "text, a call, text again": [
+        _chunk({"content": "first"}),
+        _chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f",
+                                                                        "arguments": "{}"}}]}),
+        _chunk({"content": "second"})],
+    "cut at the limit": [_chunk({"content": "cut"}), _chunk({}, finish_reason="length")],
+    "nothing": [],
+}
+
+
+@pytest.mark.parametrize("data", REQUESTS, ids=["bare request", "every setting"])
+@pytest.mark.parametrize("answer", list(ANSWERS), ids=list(ANSWERS))
+def test_responses_events_are_the_objects_encoded(data: dict[str, Any], answer: str):
+    """The Responses stream assembles its snapshots and message items from pieces encoded once:
+    every event must still be the canonical encoding of the object the API describes."""
+    stream = responses_stream.ResponsesStream("resp_1", data, "deepseek-chat")
+    usage = orjson.dumps({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 9,
+                                                   "total_tokens": 12}})
+    lines = [b"data: " + p + b"\n\n" for p in [*ANSWERS[answer], usage]] + [sse.DONE]
+    events = [e for line in lines for e in stream.feed(line)]
+    for e in events:
+        data_line = e.split(b"\ndata: ", 1)[1].rstrip(b"\n")
+        assert orjson.dumps(orjson.loads(data_line)) == data_line
+    for status in ("in_progress", "completed", "failed"):
+        assert stream._snapshot_json(status) == orjson.dumps(stream._snapshot(status))
+    last = orjson.loads(events[-1].split(b"\ndata: ", 1)[1])
+    assert last["response"] == stream.final()
+    items = [orjson.loads(e.split(b"\ndata: ", 1)[1])["item"] for e in events
+             if e.startswith(b"event: response.output_item.done")]
+    final = {item["id"]: item for item in stream.final()["output"]}
+    assert [i["id"] for i in items if i["type"] != "message"] == [
+        i for i in final if not i.startswith("msg_")]
+    if len([i for i in items if i["type"] == "message"]) == 1:  # else one item holds all text
+        assert items == [final[i["id"]] for i in items]

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from manxue.errors import InvalidParameters, InvalidRequest, ManxueError, UpstreamError
-from manxue.protocol.sse import plain_text, plain_text_json
+from manxue.protocol.sse import plain_text, plain_text_line
 
 ANTHROPIC_PREFIX = "/anthropic"
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
@@ -295,15 +295,15 @@ class MessagesStream:
 
     def feed(self, line: bytes) -> list[bytes]:
         """One piece of the chat relay (`data: {...}\\n\\n`, `data: [DONE]` or an error)."""
+        if self._text_head:  # a text block is open
+            found = plain_text_line(line)
+            if found is not None:  # the usual chunk, not even parsed
+                return [self._text_head + found[0] + b"}}\n\n"]
         if not line.startswith(b"data: "):
             return []
         payload = line[6:].strip()
         if payload == b"[DONE]":
             return self.finish()
-        if self.open == "text":
-            found = plain_text_json(payload)
-            if found is not None:  # the usual chunk, not even parsed
-                return [self._text_head + found[0] + b"}}\n\n"]
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -364,7 +364,7 @@ class MessagesStream:
     def _close(self) -> list[bytes]:
         if self.open is None:
             return []
-        self.open, self.tool_index = None, None
+        self.open, self.tool_index, self._text_head = None, None, b""
         return [event("content_block_stop", {"index": self.block})]
 
     def _into(self, kind: str, block: dict[str, Any]) -> list[bytes]:

@@ -274,21 +274,33 @@ class OutputIds:
 def response_object(response_id: str, data: dict[str, Any], model: str, answer: Answer | None,
                     ids: OutputIds, created: int, status: str = "completed") -> dict[str, Any]:
     """The response object; `data` is the Responses request."""
+    return {**response_head(response_id, model, answer, created, status),
+            **request_fields(data), "output": answer.output(ids) if answer is not None else [],
+            **settings_fields(data), "usage": answer.usage if answer is not None else None}
+
+
+def response_head(response_id: str, model: str, answer: Answer | None, created: int,
+                  status: str = "completed") -> dict[str, Any]:
+    """The response object's first fields, up to its request fields."""
     incomplete = answer is not None and answer.finish == "length"
     if answer is not None and status == "completed" and incomplete:
         status = "incomplete"
-    return {
-        "id": response_id, "object": "response", "created_at": created, "status": status,
-        "model": model, "error": None,
-        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
-        "instructions": data.get("instructions"),
-        "max_output_tokens": data.get("max_output_tokens"),
-        "previous_response_id": data.get("previous_response_id"),
-        "output": answer.output(ids) if answer is not None else [],
-        "parallel_tool_calls": data.get("parallel_tool_calls", True),
-        "temperature": data.get("temperature"), "top_p": data.get("top_p"),
-        "tool_choice": data.get("tool_choice", "auto"), "tools": data.get("tools") or [],
-        "text": data.get("text") or {"format": {"type": "text"}},
-        "store": data.get("store", True), "metadata": data.get("metadata") or {},
-        "usage": answer.usage if answer is not None else None,
-    }
+    return {"id": response_id, "object": "response", "created_at": created, "status": status,
+            "model": model, "error": None,
+            "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None}
+
+
+def request_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The response object's fields that echo the request, before its output."""
+    return {"instructions": data.get("instructions"),
+            "max_output_tokens": data.get("max_output_tokens"),
+            "previous_response_id": data.get("previous_response_id")}
+
+
+def settings_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The request's settings the response object carries after its output."""
+    return {"parallel_tool_calls": data.get("parallel_tool_calls", True),
+            "temperature": data.get("temperature"), "top_p": data.get("top_p"),
+            "tool_choice": data.get("tool_choice", "auto"), "tools": data.get("tools") or [],
+            "text": data.get("text") or {"format": {"type": "text"}},
+            "store": data.get("store", True), "metadata": data.get("metadata") or {}}

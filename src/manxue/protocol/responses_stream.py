@@ -8,11 +8,27 @@ from typing import Any
 
 import orjson
 
-from manxue.protocol.responses import Answer, OutputIds, new_id, response_object, usage_of
-from manxue.protocol.sse import plain_text, plain_text_json
+from manxue.protocol.responses import (
+    Answer,
+    OutputIds,
+    new_id,
+    request_fields,
+    response_head,
+    response_object,
+    settings_fields,
+    usage_of,
+)
+from manxue.protocol.sse import plain_text, plain_text_line
 
 _EVENT_HEADS: dict[str, bytes] = {}
 """Each event kind's first bytes, up to its sequence number."""
+_DELTA_HEAD = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+               b'"sequence_number":')
+
+
+def _text_part(text: bytes) -> bytes:
+    """An output_text content part, its text already JSON."""
+    return b'{"type":"output_text","text":%s,"annotations":[],"logprobs":[]}' % text
 
 
 class ResponsesStream:
@@ -33,7 +49,10 @@ class ResponsesStream:
         self._chat_index = -1  # its index in the chat stream's tool_calls
         self.done = False
         self.failed = False
+        self._message_fields = b""  # the open message's item_id, output_index and content_index
         self._text_fields = b""  # an output_text.delta's fields of the open message, to its text
+        self._message_json: bytes | None = None  # the closed message item, as output_item.done has it
+        self._echo: tuple[bytes, bytes] | None = None  # the request's fields of every snapshot
 
     def _event(self, kind: str, payload: dict[str, Any]) -> bytes:
         body = {"type": kind, "sequence_number": self.seq, **payload}
@@ -45,12 +64,30 @@ class ResponsesStream:
                                self.answer if status != "in_progress" else None,
                                self.ids, self.created, status)
 
+    def _snapshot_json(self, status: str) -> bytes:
+        """`orjson.dumps(self._snapshot(status))`, byte for byte: the request's fields are
+        encoded once for all the stream's snapshots, and a lone message item is the one
+        output_item.done carried."""
+        if self._echo is None:
+            self._echo = (orjson.dumps(request_fields(self.data))[1:-1],
+                          orjson.dumps(settings_fields(self.data))[1:-1])
+        a = self.answer if status != "in_progress" else None
+        head = orjson.dumps(response_head(self.id, self.model, a, self.created, status))
+        if a is None:
+            output, usage = b"[]", b"null"
+        else:
+            alone = self._message_json is not None and not a.reasoning and not a.calls
+            output = b"[%s]" % self._message_json if alone else orjson.dumps(a.output(self.ids))
+            usage = orjson.dumps(a.usage)
+        return b'%s,%s,"output":%s,%s,"usage":%s}' % (head[:-1], self._echo[0], output,
+                                                       self._echo[1], usage)
+
     def final(self) -> dict[str, Any]:
         """The whole response once the stream has ended."""
         return self._snapshot("completed")
 
     def start(self) -> list[bytes]:
-        snap = orjson.dumps(self._snapshot("in_progress"))  # one encoding for both events
+        snap = self._snapshot_json("in_progress")  # one encoding for both events
         return [self._raw_event("response.created", b'"response":' + snap),
                 self._raw_event("response.in_progress", b'"response":' + snap)]
 
@@ -65,15 +102,16 @@ class ResponsesStream:
         return b"%s%d,%s}\n\n" % (head, self.seq - 1, fields)
 
     def feed(self, line: bytes) -> list[bytes]:
+        if self._text_fields:  # a message is open
+            found = plain_text_line(line)
+            if found is not None:  # the usual chunk, not even parsed
+                self.answer.add_text(found[1])
+                self.seq += 1
+                return [b'%s%d,%s%s,"logprobs":[]}\n\n' % (_DELTA_HEAD, self.seq - 1,
+                                                            self._text_fields, found[0])]
         if not line.startswith(b"data: "):
             return []
         payload = line[6:].strip()
-        if self.open == "message":
-            found = plain_text_json(payload)
-            if found is not None:  # the usual chunk, not even parsed
-                self.answer.add_text(found[1])
-                return [self._raw_event("response.output_text.delta",
-                                        self._text_fields + found[0] + b',"logprobs":[]')]
         out = self.start() if self.seq == 0 else []
         if payload == b"[DONE]":
             return out + self.finish()
@@ -126,9 +164,8 @@ class ResponsesStream:
         out = self.start() if self.seq == 0 else []
         out += self._close()
         self.done = True
-        snap = self._snapshot("completed")
-        kind = "response.incomplete" if snap["status"] == "incomplete" else "response.completed"
-        return [*out, self._event(kind, {"response": snap})]
+        kind = "response.incomplete" if self.answer.finish == "length" else "response.completed"
+        return [*out, self._raw_event(kind, b'"response":' + self._snapshot_json("completed"))]
 
     # -- items ----------------------------------------------------------------------------------
     def _item(self) -> dict[str, Any]:
@@ -153,15 +190,10 @@ class ResponsesStream:
         out = self._close()
         self.open = kind
         self.index += 1
+        if kind == "message":
+            return out + self._open_message()
         out.append(self._event("response.output_item.added",
                                {"output_index": self.index, "item": self._item()}))
-        if kind == "message":
-            self._text_fields = (b'"item_id":' + orjson.dumps(self.ids.message)
-                                 + b',"output_index":' + str(self.index).encode()
-                                 + b',"content_index":0,"delta":')
-            out.append(self._event("response.content_part.added", {
-                "item_id": self.ids.message, "output_index": self.index, "content_index": 0,
-                "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}))
         if kind == "reasoning":
             out.append(self._event("response.reasoning_summary_part.added", {
                 "item_id": self.ids.reasoning, "output_index": self.index, "summary_index": 0,
@@ -171,19 +203,12 @@ class ResponsesStream:
     def _close(self) -> list[bytes]:
         if self.open is None:
             return []
+        if self.open == "message":
+            return self._close_message()
         a, out = self.answer, []
         item = self._item()
         item["status"] = "completed"
-        if self.open == "message":
-            part = {"type": "output_text", "text": a.text, "annotations": [], "logprobs": []}
-            item["content"] = [part]
-            out += [self._event("response.output_text.done", {
-                        "item_id": self.ids.message, "output_index": self.index,
-                        "content_index": 0, "text": a.text, "logprobs": []}),
-                    self._event("response.content_part.done", {
-                        "item_id": self.ids.message, "output_index": self.index,
-                        "content_index": 0, "part": part})]
-        elif self.open == "reasoning":
+        if self.open == "reasoning":
             part = {"type": "summary_text", "text": a.reasoning}
             out += [self._event("response.reasoning_summary_text.done", {
                         "item_id": self.ids.reasoning, "output_index": self.index,
@@ -200,6 +225,36 @@ class ResponsesStream:
                                {"output_index": self.index, "item": item}))
         self.open = None
         return out
+
+    def _open_message(self) -> list[bytes]:
+        """A message item's opening events (the bytes the item dictionaries would encode to)."""
+        message_id = orjson.dumps(self.ids.message)
+        self._message_fields = b'"item_id":%s,"output_index":%d,"content_index":0' % (
+            message_id, self.index)
+        self._text_fields = self._message_fields + b',"delta":'
+        text = self.answer.text  # earlier messages' text, where calls came between
+        content = b"[%s]" % _text_part(orjson.dumps(text)) if text else b"[]"
+        item = b'{"type":"message","id":%s,"status":"in_progress","role":"assistant","content":%s}'
+        return [self._raw_event("response.output_item.added", b'"output_index":%d,"item":%s' % (
+                    self.index, item % (message_id, content))),
+                self._raw_event("response.content_part.added",
+                                self._message_fields + b',"part":' + _text_part(b'""'))]
+
+    def _close_message(self) -> list[bytes]:
+        """The open message's closing events, the text encoded once for all three (the bytes
+        the item dictionaries would encode to)."""
+        text = orjson.dumps(self.answer.text)
+        part = _text_part(text)
+        item = b'{"type":"message","id":%s,"status":"completed","role":"assistant","content":[%s]}' % (
+            orjson.dumps(self.ids.message), part)
+        fields = self._message_fields
+        self._message_json = item
+        self.open, self._message_fields, self._text_fields = None, b"", b""
+        return [self._raw_event("response.output_text.done",
+                                fields + b',"text":' + text + b',"logprobs":[]'),
+                self._raw_event("response.content_part.done", fields + b',"part":' + part),
+                self._raw_event("response.output_item.done",
+                                b'"output_index":%d,"item":%s' % (self.index, item))]
 
     def _tool_call(self, call: dict[str, Any]) -> list[bytes]:
         out: list[bytes] = []

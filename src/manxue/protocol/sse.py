@@ -43,28 +43,30 @@ def plain_text(chunk: dict[str, Any]) -> str | None:
 
 
 # the usual chunk, as DeepSeek, OpenAI and the local engine lay it out: one choice whose delta
-# is only a content string, last in the chunk
+# is only a content string, last in the chunk; as the relay passes it on (`data: …\n\n`)
 _PLAIN_HEAD = b'"choices":[{"index":0,"delta":{"content":'
-_PLAIN_TAILS = (b'},"logprobs":null,"finish_reason":null}]}', b'},"finish_reason":null}]}',
-                b'},"logprobs":null}]}', b'}}]}')
+_PLAIN_TAILS = tuple(t + b"\n\n" for t in (b'},"logprobs":null,"finish_reason":null}]}',
+                                            b'},"finish_reason":null}]}', b'},"logprobs":null}]}',
+                                            b'}}]}'))
 
 
-def plain_text_json(payload: bytes) -> tuple[bytes, str] | None:
-    """What `plain_text` finds in a chunk in the usual layout, found without parsing the
-    chunk: its content as the JSON string literal it came in (quotes and escapes included) and
-    as text. None when the chunk is laid out otherwise, is empty, or names `usage` before its
-    choices (outside its strings: there quotes are escaped); the caller then parses it."""
-    at = payload.find(_PLAIN_HEAD)
-    if at < 0 or payload.find(b'"usage"', 0, at) >= 0:
+def plain_text_line(line: bytes) -> tuple[bytes, str] | None:
+    """What `plain_text` finds in a relay line (`data: {chunk}\n\n`) holding the usual chunk,
+    found without parsing the chunk: its content as the JSON string literal it came in (quotes
+    and escapes included) and as text. None when the chunk is laid out otherwise, is empty, or
+    names `usage` before its choices; the caller then parses it. The head is looked for from
+    the end: outside the content it occurs once, and inside a string its quotes are escaped."""
+    at = line.rfind(_PLAIN_HEAD)
+    if at < 0 or line.find(b'"usage"', 0, at) >= 0 or not line.startswith(b"data: "):
         return None
     for tail in _PLAIN_TAILS:
-        if payload.endswith(tail):
+        if line.endswith(tail):
             break
     else:
         return None
-    literal = payload[at + len(_PLAIN_HEAD): len(payload) - len(tail)]
+    literal = line[at + len(_PLAIN_HEAD): len(line) - len(tail)]
     try:
         text = orjson.loads(literal)  # one string, or the chunk was not the usual one
     except orjson.JSONDecodeError:
         return None
-    return (literal, text) if isinstance(text, str) and text else None
+    return (literal, text) if text and isinstance(text, str) else None
