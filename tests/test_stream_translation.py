@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from manxue.protocol import anthropic, responses_stream, sse
 from manxue.protocol.sse import plain_text, plain_text_line
@@ -132,3 +134,45 @@ def test_responses_events_are_the_objects_encoded(data: dict[str, Any], answer: 
         i for i in final if not i.startswith("msg_")]
     if len([i for i in items if i["type"] == "message"]) == 1:  # else one item holds all text
         assert items == [final[i["id"]] for i in items]
+
+
+_TEXT = st.text(alphabet=st.sampled_from([*'ab "\\/\n\t{}[]:,', "满", "🙂", "\u2028", "\x01"]),
+                min_size=0, max_size=12) | st.sampled_from(
+    ['"choices":[{"index":0,"delta":{"content":"x"}}]}', '"usage"', "}]}"])
+
+
+@st.composite
+def _relay_lines(draw: st.DrawFn) -> list[bytes]:
+    """Chat chunks as upstreams lay them out, usual or not, each as the relay passes it on."""
+    lines = []
+    for _ in range(draw(st.integers(1, 6))):
+        delta: dict[str, Any] = {"content": draw(_TEXT)}
+        if draw(st.booleans()) and draw(st.booleans()):
+            delta = {draw(st.sampled_from(["role", "reasoning_content", "x"])): "v", **delta}
+        choice: dict[str, Any] = {"index": draw(st.sampled_from([0, 0, 0, 1])), "delta": delta}
+        for key in draw(st.lists(st.sampled_from(["logprobs", "finish_reason"]), unique=True)):
+            choice[key] = draw(st.sampled_from([None, None, "stop"]))
+        chunk: dict[str, Any] = {"id": draw(_TEXT), "choices": [choice]}
+        usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+        where = draw(st.sampled_from(["none", "none", "before", "after"]))
+        if where == "before":
+            chunk = {"usage": usage, **chunk}
+        elif where == "after":
+            chunk["usage"] = usage
+        lines.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    return lines
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=_relay_lines())
+@pytest.mark.parametrize("make", [lambda: anthropic.MessagesStream("deepseek-chat"),
+                                  lambda: responses_stream.ResponsesStream("resp_1", {}, "deepseek-chat")],
+                         ids=["messages", "responses"])
+def test_no_chunk_an_upstream_sends_makes_the_short_path_differ(
+        make: Any, lines: list[bytes], monkeypatch: pytest.MonkeyPatch):
+    """Whatever the text holds (quotes, escapes, the head's own bytes, control characters) and
+    however the chunk is laid out, the short path writes what the parser would."""
+    start = b"data: " + _chunk({"role": "assistant", "content": "open"}) + b"\n\n"
+    stream_lines = [start, *lines, sse.DONE]
+    assert _events(make, stream_lines, True, monkeypatch) == _events(make, stream_lines, False,
+                                                                     monkeypatch)
