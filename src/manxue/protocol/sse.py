@@ -55,7 +55,9 @@ def plain_text_line(line: bytes) -> tuple[bytes, str] | None:
     found without parsing the chunk: its content as the JSON string literal it came in (quotes
     and escapes included) and as text. None when the chunk is laid out otherwise, is empty, or
     names `usage` before its choices; the caller then parses it. The head is looked for from
-    the end: outside the content it occurs once, and inside a string its quotes are escaped."""
+    the end: outside the content it occurs once, and inside a string its quotes are escaped.
+    A relay line holds one event (the relay passes on one upstream `data:` line at a time, and
+    a JSON chunk holds no raw newline); two events in one line would lose the first's text."""
     at = line.rfind(_PLAIN_HEAD)
     if at < 0 or line.find(b'"usage"', 0, at) >= 0 or not line.startswith(b"data: "):
         return None
