@@ -4,7 +4,8 @@
 
 Needs `wrk` (Debian package `wrk`). The gateway runs as one worker pinned to CPU 0; the
 upstream emulator and wrk share CPU 1, so "direct" is bounded by that core and the ratio
-shows what the gateway costs. Writes docs/benchmarks/gateway.md.
+shows what the gateway costs. Writes docs/benchmarks/gateway.md. The other API formats are
+measured against chat completions by benchmarks/api_routes.py.
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ def write_report(rows: list[tuple[bool, int, Result, Result, Result]], rss: list
         "smallest aiohttp relay (`benchmarks/bare_relay.py`: no "
         "validation, routing, metrics or resilience) as the reference for what Python can do here. "
         "The gateway and the relay are pinned to CPU 0; the emulator and wrk share "
-        f"CPU 1. {duration:g} s per cell.",
+        f"CPU 1. {duration:g} s per cell. Chat completions only: what the other API formats "
+        "(Messages, Responses, text completions, embeddings) cost against chat is in "
+        "api-routes.md (`python benchmarks/api_routes.py`).",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d')}.",
