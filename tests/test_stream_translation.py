@@ -163,7 +163,8 @@ def _relay_lines(draw: st.DrawFn) -> list[bytes]:
     return lines
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=_relay_lines())
 @pytest.mark.parametrize("make", [lambda: anthropic.MessagesStream("deepseek-chat"),
                                   lambda: responses_stream.ResponsesStream("resp_1", {}, "deepseek-chat")],
