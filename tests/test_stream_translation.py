@@ -105,6 +105,9 @@ ANSWERS = {
         _chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f",
                                                                         "arguments": "{}"}}]}),
         _chunk({"content": "second"})],
+    "reasoning, text, reasoning, text": [
+        _chunk({"reasoning_content": "one"}), _chunk({"content": "two"}),
+        _chunk({"reasoning_content": "three"}), _chunk({"content": "four"})],
     "cut at the limit": [_chunk({"content": "cut"}), _chunk({}, finish_reason="length")],
     "nothing": [],
 }
@@ -129,11 +132,9 @@ def test_responses_events_are_the_objects_encoded(data: dict[str, Any], answer: 
     assert last["response"] == stream.final()
     items = [orjson.loads(e.split(b"\ndata: ", 1)[1])["item"] for e in events
              if e.startswith(b"event: response.output_item.done")]
-    final = {item["id"]: item for item in stream.final()["output"]}
-    assert [i["id"] for i in items if i["type"] != "message"] == [
-        i for i in final if not i.startswith("msg_")]
-    if len([i for i in items if i["type"] == "message"]) == 1:  # else one item holds all text
-        assert items == [final[i["id"]] for i in items]
+    output = stream.final()["output"]
+    assert items == output if items else [i["type"] for i in output] == ["message"]
+    assert len({i["id"] for i in output}) == len(output)  # a message after a call is a new item
 
 
 _TEXT = st.text(alphabet=st.sampled_from([*'ab "\\/\n\t{}[]:,', "满", "🙂", "\u2028", "\x01"]),
@@ -177,3 +178,18 @@ def test_no_chunk_an_upstream_sends_makes_the_short_path_differ(
     stream_lines = [start, *lines, sse.DONE]
     assert _events(make, stream_lines, True, monkeypatch) == _events(make, stream_lines, False,
                                                                      monkeypatch)
+
+
+def test_a_message_after_a_call_is_its_own_item():
+    """Text, a call, more text: three items in the order streamed, each message with its own
+    text and id; the history a later response continues holds the whole text."""
+    stream = responses_stream.ResponsesStream("resp_1", {}, "deepseek-chat")
+    lines = [b"data: " + p + b"\n\n" for p in ANSWERS["text, a call, text again"]] + [sse.DONE]
+    for line in lines:
+        stream.feed(line)
+    output = stream.final()["output"]
+    assert [(i["type"], i["id"]) for i in output] == [
+        ("message", "msg_1"), ("function_call", "fc_1_0"), ("message", "msg_1_1")]
+    assert [i["content"][0]["text"] for i in output if i["type"] == "message"] == [
+        "first", "second"]
+    assert stream.answer.message()["content"] == "firstsecond"

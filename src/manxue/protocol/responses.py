@@ -265,6 +265,11 @@ class OutputIds:
         self._base = base
         self._calls: list[str] = []
 
+    def item(self, kind: str, k: int) -> str:
+        """The id of the k-th message or reasoning item (0: the response's own)."""
+        first = self.message if kind == "message" else self.reasoning
+        return first if k == 0 else f"{first}_{k}"
+
     def call(self, k: int) -> str:
         while len(self._calls) <= k:
             self._calls.append(f"fc_{self._base}_{len(self._calls)}")
@@ -272,10 +277,14 @@ class OutputIds:
 
 
 def response_object(response_id: str, data: dict[str, Any], model: str, answer: Answer | None,
-                    ids: OutputIds, created: int, status: str = "completed") -> dict[str, Any]:
-    """The response object; `data` is the Responses request."""
+                    ids: OutputIds, created: int, status: str = "completed",
+                    output: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The response object; `data` is the Responses request, `output` the items as a stream
+    gave them (default: the answer's)."""
+    if output is None:
+        output = answer.output(ids) if answer is not None else []
     return {**response_head(response_id, model, answer, created, status),
-            **request_fields(data), "output": answer.output(ids) if answer is not None else [],
+            **request_fields(data), "output": output,
             **settings_fields(data), "usage": answer.usage if answer is not None else None}
 
 

@@ -51,7 +51,12 @@ class ResponsesStream:
         self.failed = False
         self._message_fields = b""  # the open message's item_id, output_index and content_index
         self._text_fields = b""  # an output_text.delta's fields of the open message, to its text
-        self._message_json: bytes | None = None  # the closed message item, as output_item.done has it
+        self._item_id = ""  # the open message's or reasoning's id
+        self._opened: dict[str, int] = {}  # messages and reasonings opened so far, for their ids
+        self._texts: list[str] = []  # the open message's text
+        self._add_text = self._texts.append
+        self._reasoning_from = 0  # where the open reasoning's text starts in the answer's
+        self._closed: list[bytes] = []  # the closed items, in order, as output_item.done has them
         self._echo: tuple[bytes, bytes] | None = None  # the request's fields of every snapshot
 
     def _event(self, kind: str, payload: dict[str, Any]) -> bytes:
@@ -60,9 +65,20 @@ class ResponsesStream:
         return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(body) + b"\n\n"
 
     def _snapshot(self, status: str) -> dict[str, Any]:
-        return response_object(self.id, self.data, self.model,
-                               self.answer if status != "in_progress" else None,
-                               self.ids, self.created, status)
+        if status == "in_progress":
+            return response_object(self.id, self.data, self.model, None, self.ids, self.created,
+                                   status)
+        return response_object(self.id, self.data, self.model, self.answer, self.ids,
+                               self.created, status, output=orjson.loads(self._output_json()))
+
+    def _output_json(self) -> bytes:
+        """The output items in the order they were streamed, each as its output_item.done had
+        it (an item still open as it stands); where none was, the answer's own (an empty
+        message)."""
+        items = [*self._closed, orjson.dumps(self._item())] if self.open else self._closed
+        if not items:
+            return orjson.dumps(self.answer.output(self.ids))
+        return b"[%s]" % b",".join(items)
 
     def _snapshot_json(self, status: str) -> bytes:
         """`orjson.dumps(self._snapshot(status))`, byte for byte: the request's fields are
@@ -76,9 +92,7 @@ class ResponsesStream:
         if a is None:
             output, usage = b"[]", b"null"
         else:
-            alone = self._message_json is not None and not a.reasoning and not a.calls
-            output = b"[%s]" % self._message_json if alone else orjson.dumps(a.output(self.ids))
-            usage = orjson.dumps(a.usage)
+            output, usage = self._output_json(), orjson.dumps(a.usage)
         return b'%s,%s,"output":%s,%s,"usage":%s}' % (head[:-1], self._echo[0], output,
                                                        self._echo[1], usage)
 
@@ -105,7 +119,7 @@ class ResponsesStream:
         if self._text_fields:  # a message is open
             found = plain_text_line(line)
             if found is not None:  # the usual chunk, not even parsed
-                self.answer.add_text(found[1])
+                self._add_text(found[1])
                 self.seq += 1
                 return [b'%s%d,%s%s,"logprobs":[]}\n\n' % (_DELTA_HEAD, self.seq - 1,
                                                             self._text_fields, found[0])]
@@ -124,7 +138,7 @@ class ResponsesStream:
         if self.open == "message":
             text = plain_text(chunk)
             if text is not None:  # the usual chunk: one text delta, from a template
-                self.answer.add_text(text)
+                self._add_text(text)
                 return [*out, self._raw_event("response.output_text.delta", self._text_fields
                                               + orjson.dumps(text) + b',"logprobs":[]')]
         if "error" in chunk:
@@ -144,13 +158,13 @@ class ResponsesStream:
                 out += self._into("reasoning")
                 self.answer.reasoning += delta["reasoning_content"]
                 out.append(self._event("response.reasoning_summary_text.delta", {
-                    "item_id": self.ids.reasoning, "output_index": self.index,
+                    "item_id": self._item_id, "output_index": self.index,
                     "summary_index": 0, "delta": delta["reasoning_content"]}))
             if delta.get("content"):
                 out += self._into("message")
-                self.answer.add_text(delta["content"])
+                self._add_text(delta["content"])
                 out.append(self._event("response.output_text.delta", {
-                    "item_id": self.ids.message, "output_index": self.index, "content_index": 0,
+                    "item_id": self._item_id, "output_index": self.index, "content_index": 0,
                     "delta": delta["content"], "logprobs": []}))
             for call in delta.get("tool_calls") or []:
                 out += self._tool_call(call)
@@ -172,13 +186,15 @@ class ResponsesStream:
         """The open item as it stands (in progress)."""
         a = self.answer
         if self.open == "reasoning":
-            return {"type": "reasoning", "id": self.ids.reasoning, "status": "in_progress",
-                    "summary": [{"type": "summary_text", "text": a.reasoning}] if a.reasoning else []}
+            said = a.reasoning[self._reasoning_from:]
+            return {"type": "reasoning", "id": self._item_id, "status": "in_progress",
+                    "summary": [{"type": "summary_text", "text": said}] if said else []}
         if self.open == "message":
-            return {"type": "message", "id": self.ids.message, "status": "in_progress",
+            text = "".join(self._texts)
+            return {"type": "message", "id": self._item_id, "status": "in_progress",
                     "role": "assistant",
-                    "content": [{"type": "output_text", "text": a.text, "annotations": [],
-                                 "logprobs": []}] if a.text else []}
+                    "content": [{"type": "output_text", "text": text, "annotations": [],
+                                 "logprobs": []}] if text else []}
         c = a.calls[self.call_index]
         return {"type": "function_call", "id": self.ids.call(self.call_index),
                 "status": "in_progress", "call_id": c["call_id"], "name": c["name"],
@@ -190,13 +206,18 @@ class ResponsesStream:
         out = self._close()
         self.open = kind
         self.index += 1
+        if kind != "call":  # a message or reasoning after another of its kind is a new item
+            k = self._opened[kind] = self._opened.get(kind, -1) + 1
+            self._item_id = self.ids.item(kind, k)
         if kind == "message":
             return out + self._open_message()
+        if kind == "reasoning":
+            self._reasoning_from = len(self.answer.reasoning)
         out.append(self._event("response.output_item.added",
                                {"output_index": self.index, "item": self._item()}))
         if kind == "reasoning":
             out.append(self._event("response.reasoning_summary_part.added", {
-                "item_id": self.ids.reasoning, "output_index": self.index, "summary_index": 0,
+                "item_id": self._item_id, "output_index": self.index, "summary_index": 0,
                 "part": {"type": "summary_text", "text": ""}}))
         return out
 
@@ -209,12 +230,13 @@ class ResponsesStream:
         item = self._item()
         item["status"] = "completed"
         if self.open == "reasoning":
-            part = {"type": "summary_text", "text": a.reasoning}
+            said = a.reasoning[self._reasoning_from:]
+            part = {"type": "summary_text", "text": said}
             out += [self._event("response.reasoning_summary_text.done", {
-                        "item_id": self.ids.reasoning, "output_index": self.index,
-                        "summary_index": 0, "text": a.reasoning}),
+                        "item_id": self._item_id, "output_index": self.index,
+                        "summary_index": 0, "text": said}),
                     self._event("response.reasoning_summary_part.done", {
-                        "item_id": self.ids.reasoning, "output_index": self.index,
+                        "item_id": self._item_id, "output_index": self.index,
                         "summary_index": 0, "part": part})]
         else:
             c = a.calls[self.call_index]
@@ -223,32 +245,34 @@ class ResponsesStream:
                 "arguments": c["arguments"], "name": c["name"]}))
         out.append(self._event("response.output_item.done",
                                {"output_index": self.index, "item": item}))
+        self._closed.append(orjson.dumps(item))
         self.open = None
         return out
 
     def _open_message(self) -> list[bytes]:
         """A message item's opening events (the bytes the item dictionaries would encode to)."""
-        message_id = orjson.dumps(self.ids.message)
+        message_id = orjson.dumps(self._item_id)
         self._message_fields = b'"item_id":%s,"output_index":%d,"content_index":0' % (
             message_id, self.index)
         self._text_fields = self._message_fields + b',"delta":'
-        text = self.answer.text  # earlier messages' text, where calls came between
-        content = b"[%s]" % _text_part(orjson.dumps(text)) if text else b"[]"
-        item = b'{"type":"message","id":%s,"status":"in_progress","role":"assistant","content":%s}'
+        self._texts.clear()
+        item = b'{"type":"message","id":%s,"status":"in_progress","role":"assistant","content":[]}'
         return [self._raw_event("response.output_item.added", b'"output_index":%d,"item":%s' % (
-                    self.index, item % (message_id, content))),
+                    self.index, item % message_id)),
                 self._raw_event("response.content_part.added",
                                 self._message_fields + b',"part":' + _text_part(b'""'))]
 
     def _close_message(self) -> list[bytes]:
         """The open message's closing events, the text encoded once for all three (the bytes
         the item dictionaries would encode to)."""
-        text = orjson.dumps(self.answer.text)
+        said = "".join(self._texts)
+        self.answer.add_text(said)
+        text = orjson.dumps(said)
         part = _text_part(text)
         item = b'{"type":"message","id":%s,"status":"completed","role":"assistant","content":[%s]}' % (
-            orjson.dumps(self.ids.message), part)
+            orjson.dumps(self._item_id), part)
         fields = self._message_fields
-        self._message_json = item
+        self._closed.append(item)
         self.open, self._message_fields, self._text_fields = None, b"", b""
         return [self._raw_event("response.output_text.done",
                                 fields + b',"text":' + text + b',"logprobs":[]'),
