@@ -82,8 +82,8 @@ class ResponsesStream:
 
     def _snapshot_json(self, status: str) -> bytes:
         """`orjson.dumps(self._snapshot(status))`, byte for byte: the request's fields are
-        encoded once for all the stream's snapshots, and a lone message item is the one
-        output_item.done carried."""
+        encoded once for all the stream's snapshots, and the output items are the bytes their
+        output_item.done events carried."""
         if self._echo is None:
             self._echo = (orjson.dumps(request_fields(self.data))[1:-1],
                           orjson.dumps(settings_fields(self.data))[1:-1])

@@ -41,7 +41,6 @@ def plain_text(chunk: dict[str, Any]) -> str | None:
     return text
 
 
-
 # the usual chunk, as DeepSeek, OpenAI and the local engine lay it out: one choice whose delta
 # is only a content string, last in the chunk; as the relay passes it on (`data: …\n\n`)
 _PLAIN_HEAD = b'"choices":[{"index":0,"delta":{"content":'

@@ -92,14 +92,10 @@ async def relay_stream(request: web.Request, st: AppState, req: ApiRequest,
     await out.stop_waiting()
     try:
         await out.start()
-        if translate is None:
-            async for piece in chunks:
-                await out.write(piece)
-        else:
-            async for piece in chunks:
-                data = b"".join(translate(piece))
-                if data:  # one write per piece relayed, however many events it became
-                    await out.write(data)
+        async for piece in chunks:
+            data = _translated(piece, translate)
+            if data:  # one write per piece relayed, however many events it became
+                await out.write(data)
     except ConnectionError:
         pass  # the client left mid-stream; the relay below settles what it got
     finally:
