@@ -83,6 +83,27 @@ def test_streamed_tool_calls_and_stored_streams(gateway, upstream):
     assert c.responses.retrieve(final.id).id == final.id
 
 
+def test_a_stream_broken_midway_fails_settles_and_stores_nothing(gateway, upstream):
+    """The upstream drops after two pieces: the client gets response.failed holding the text
+    that came, the request settles as not completed, and nothing is stored to continue."""
+    rec = UsageRecorder.on(gateway)
+    upstream.emu.push(Behavior(chunks=6, content="one two three four five six", drop_after=2))
+    events = []
+    with httpx.stream("POST", gateway.url + "/v1/responses", timeout=20,
+                      json={"model": "deepseek-chat", "input": "count", "stream": True}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                events.append(httpx.Response(200, content=line[6:]).json())
+    failed = events[-1]
+    assert failed["type"] == "response.failed" and failed["response"]["status"] == "failed"
+    [message] = failed["response"]["output"]
+    assert message["status"] == "in_progress" and message["content"][0]["text"]
+    assert "response.completed" not in [e["type"] for e in events]
+    assert rec.outcomes and not rec.outcomes[-1].completed
+    stored = httpx.get(gateway.url + "/v1/responses/" + failed["response"]["id"], timeout=10)
+    assert stored.status_code == 404
+
+
 def test_store_false_and_other_keys_cannot_continue(gateway, upstream):
     c = gateway.client()
     kept = c.responses.create(model="deepseek-chat", input="remember me")
