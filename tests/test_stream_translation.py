@@ -12,7 +12,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from manxue.protocol import anthropic, responses_stream, sse
-from manxue.protocol.sse import plain_text, plain_text_line
+from manxue.protocol.sse import plain_text_line
+
+
+def plain_text(chunk: dict[str, Any]) -> str | None:
+    """The reference for plain_text_line, on the parsed chunk: the text of a chunk that
+    carries nothing else — one choice (index 0), a content delta, no finish reason, no usage,
+    no reasoning or tool calls — else None."""
+    choices = chunk.get("choices")
+    if not choices or len(choices) != 1 or chunk.get("usage"):
+        return None
+    choice = choices[0]
+    if not isinstance(choice, dict) or choice.get("finish_reason") or choice.get("index", 0):
+        return None
+    delta = choice.get("delta")
+    if not isinstance(delta, dict):
+        return None
+    text = delta.get("content")
+    if not text or not isinstance(text, str):
+        return None
+    for key, value in delta.items():
+        if value and key != "content" and key != "role":
+            return None
+    return text
 
 
 def _chunk(delta: dict[str, Any], *, head: dict[str, Any] | None = None,

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from manxue.errors import InvalidParameters, InvalidRequest, ManxueError, UpstreamError
-from manxue.protocol.sse import plain_text, plain_text_line
+from manxue.protocol.sse import plain_text_line
 
 ANTHROPIC_PREFIX = "/anthropic"
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
@@ -310,10 +310,6 @@ class MessagesStream:
             return []
         if not isinstance(chunk, dict):
             return []
-        if self.open == "text":
-            text = plain_text(chunk)
-            if text is not None:  # the usual chunk: one text delta, from a template
-                return [self._text_head + orjson.dumps(text) + b"}}\n\n"]
         if "error" in chunk:
             err = chunk["error"] if isinstance(chunk["error"], dict) else {}
             self.finished = True
@@ -329,9 +325,10 @@ class MessagesStream:
             if delta.get("reasoning_content"):
                 out += self._into("thinking", {"type": "thinking", "thinking": "", "signature": ""})
                 out.append(self._delta({"type": "thinking_delta", "thinking": delta["reasoning_content"]}))
-            if delta.get("content"):
+            text = delta.get("content")
+            if text and isinstance(text, str):  # a text delta, from the open block's template
                 out += self._into("text", {"type": "text", "text": ""})
-                out.append(self._delta({"type": "text_delta", "text": delta["content"]}))
+                out.append(self._text_head + orjson.dumps(text) + b"}}\n\n")
             for call in delta.get("tool_calls") or []:
                 out += self._tool_call(call)
             if choice.get("finish_reason"):

@@ -18,7 +18,7 @@ from manxue.protocol.responses import (
     settings_fields,
     usage_of,
 )
-from manxue.protocol.sse import plain_text, plain_text_line
+from manxue.protocol.sse import plain_text_line
 
 _EVENT_HEADS: dict[str, bytes] = {}
 """Each event kind's first bytes, up to its sequence number."""
@@ -135,12 +135,6 @@ class ResponsesStream:
             return out
         if not isinstance(chunk, dict):
             return out
-        if self.open == "message":
-            text = plain_text(chunk)
-            if text is not None:  # the usual chunk: one text delta, from a template
-                self._add_text(text)
-                return [*out, self._raw_event("response.output_text.delta", self._text_fields
-                                              + orjson.dumps(text) + b',"logprobs":[]')]
         if "error" in chunk:
             err = chunk["error"] if isinstance(chunk["error"], dict) else {}
             self.done = self.failed = True
@@ -160,12 +154,12 @@ class ResponsesStream:
                 out.append(self._event("response.reasoning_summary_text.delta", {
                     "item_id": self._item_id, "output_index": self.index,
                     "summary_index": 0, "delta": delta["reasoning_content"]}))
-            if delta.get("content"):
+            text = delta.get("content")
+            if text and isinstance(text, str):
                 out += self._into("message")
-                self._add_text(delta["content"])
-                out.append(self._event("response.output_text.delta", {
-                    "item_id": self._item_id, "output_index": self.index, "content_index": 0,
-                    "delta": delta["content"], "logprobs": []}))
+                self._add_text(text)
+                out.append(self._raw_event("response.output_text.delta", self._text_fields
+                                           + orjson.dumps(text) + b',"logprobs":[]'))
             for call in delta.get("tool_calls") or []:
                 out += self._tool_call(call)
             if choice.get("finish_reason"):
