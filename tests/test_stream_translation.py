@@ -87,8 +87,8 @@ def test_anything_else_is_left_to_the_parser(payload: bytes):
 def _events(make: Any, lines: list[bytes], fast: bool, monkeypatch: pytest.MonkeyPatch) -> bytes:
     with monkeypatch.context() as m:
         if not fast:
-            for module in (anthropic, responses_stream):
-                m.setattr(module, "plain_text_line", lambda line: None)
+            m.setattr(sse.ChunkReader, "text", lambda self, line: None)
+            m.setattr(sse.ChunkReader, "finish_reason", lambda self, line: None)
         stream = make()
         if isinstance(stream, responses_stream.ResponsesStream):
             stream.created = 0  # the two runs may straddle a second
@@ -159,6 +159,57 @@ def test_responses_events_are_the_objects_encoded(data: dict[str, Any], answer: 
     assert len({i["id"] for i in output}) == len(output)  # a message after a call is a new item
 
 
+MESSAGES_ANSWERS = {k: v for k, v in ANSWERS.items() if "reasoning, text, reasoning" not in k}
+
+
+@pytest.mark.parametrize("answer", list(MESSAGES_ANSWERS), ids=list(MESSAGES_ANSWERS))
+def test_messages_events_are_the_objects_encoded(answer: str):
+    """The Messages stream writes its usual events from templates: each must be what event()
+    makes of the object it carries (type first, then its fields, compactly encoded)."""
+    stream = anthropic.MessagesStream("deepseek-chat")
+    usage = orjson.dumps({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 9,
+                                                   "total_tokens": 12}})
+    lines = [b"data: " + p + b"\n\n" for p in [_chunk({"role": "assistant", "content": ""}),
+                                                  *ANSWERS[answer], usage]] + [sse.DONE]
+    events = b"".join(e for line in lines for e in stream.feed(line)).split(b"\n\n")
+    assert events.pop() == b""
+    for e in events:
+        name, data = e.split(b"\ndata: ")
+        obj = orjson.loads(data)
+        assert anthropic.event(obj.pop("type"), obj) == e + b"\n\n"
+        assert name == b"event: " + orjson.loads(data)["type"].encode()
+    kinds = [orjson.loads(e.split(b"\ndata: ")[1])["type"] for e in events]
+    assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
+    assert kinds.count("content_block_start") == kinds.count("content_block_stop")
+
+
+def test_a_messages_stream_is_what_the_api_describes():
+    stream = anthropic.MessagesStream("deepseek-chat")
+    usage = {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12,
+             "prompt_cache_hit_tokens": 1}
+    lines = [b"data: " + p + b"\n\n" for p in [
+        _chunk({"role": "assistant", "content": ""}), _chunk({"content": "Hi"}),
+        _chunk({"content": ' "you"'}), _chunk({}, finish_reason="length"),
+        orjson.dumps({"choices": [], "usage": usage})]] + [sse.DONE]
+    out = b"".join(e for line in lines for e in stream.feed(line))
+    assert out == b"".join([
+        anthropic.event("message_start", {"message": {
+            "id": "msg_chatcmpl-1", "type": "message", "role": "assistant", "model": "deepseek-chat",
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+        anthropic.event("content_block_start", {"index": 0,
+                                                "content_block": {"type": "text", "text": ""}}),
+        anthropic.event("content_block_delta", {"index": 0,
+                                                "delta": {"type": "text_delta", "text": "Hi"}}),
+        anthropic.event("content_block_delta", {"index": 0, "delta": {"type": "text_delta",
+                                                                      "text": ' "you"'}}),
+        anthropic.event("content_block_stop", {"index": 0}),
+        anthropic.event("message_delta", {"delta": {"stop_reason": "max_tokens",
+                                                    "stop_sequence": None},
+                                          "usage": anthropic.usage_of(usage)}),
+        anthropic.event("message_stop", {})])
+
+
 _TEXT = st.text(alphabet=st.sampled_from([*'ab "\\/\n\t{}[]:,', "满", "🙂", "\u2028", "\x01"]),
                 min_size=0, max_size=12) | st.sampled_from(
     ['"choices":[{"index":0,"delta":{"content":"x"}}]}', '"usage"', "}]}"])
@@ -166,24 +217,77 @@ _TEXT = st.text(alphabet=st.sampled_from([*'ab "\\/\n\t{}[]:,', "满", "🙂", "
 
 @st.composite
 def _relay_lines(draw: st.DrawFn) -> list[bytes]:
-    """Chat chunks as upstreams lay them out, usual or not, each as the relay passes it on."""
+    """Chat chunks as upstreams lay them out, each as the relay passes it on: most in one
+    layout for the whole stream (its id, its choice's keys), so the reader keeps it, text or
+    a bare finish; others with a role, reasoning or another key beside the text, another
+    choice, another id or layout, usage before or after the choices, or an error."""
+    stream_id = draw(_TEXT)
+    layout = draw(st.sampled_from([["logprobs", "finish_reason"], ["logprobs", "finish_reason"],
+                                   ["finish_reason"], ["logprobs"], []]))
     lines = []
-    for _ in range(draw(st.integers(1, 6))):
+    for _ in range(draw(st.integers(1, 10))):
+        kind = draw(st.sampled_from(["text", "text", "text", "finish", "odd"]))
         delta: dict[str, Any] = {"content": draw(_TEXT)}
-        if draw(st.booleans()) and draw(st.booleans()):
-            delta = {draw(st.sampled_from(["role", "reasoning_content", "x"])): "v", **delta}
-        choice: dict[str, Any] = {"index": draw(st.sampled_from([0, 0, 0, 1])), "delta": delta}
-        for key in draw(st.lists(st.sampled_from(["logprobs", "finish_reason"]), unique=True)):
-            choice[key] = draw(st.sampled_from([None, None, "stop"]))
-        chunk: dict[str, Any] = {"id": draw(_TEXT), "choices": [choice]}
+        choice: dict[str, Any] = {"index": 0, "delta": delta, **dict.fromkeys(layout)}
+        chunk: dict[str, Any] = {"id": stream_id, "choices": [choice]}
+        if kind == "finish":
+            choice["delta"] = draw(st.sampled_from([{}, {"content": ""}, {"content": None}]))
+            choice["finish_reason"] = draw(st.sampled_from(
+                ["stop", "length", "tool_calls", "content_filter", "other"]))
+        elif kind == "odd":
+            if draw(st.booleans()):
+                choice["delta"] = {draw(st.sampled_from(["role", "reasoning_content", "x"])): "v",
+                                   **delta}
+            choice["index"] = draw(st.sampled_from([0, 1]))
+            for key in draw(st.lists(st.sampled_from(["logprobs", "finish_reason"]), unique=True)):
+                choice[key] = draw(st.sampled_from([None, "stop"]))
+            chunk["id"] = draw(_TEXT)
         usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
-        where = draw(st.sampled_from(["none", "none", "before", "after"]))
+        where = draw(st.sampled_from(["none"] * 6 + ["before", "after", "error"]))
         if where == "before":
             chunk = {"usage": usage, **chunk}
         elif where == "after":
             chunk["usage"] = usage
+        elif where == "error":
+            chunk = {"error": {"message": "busy"}, **chunk}
         lines.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
     return lines
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(lines=_relay_lines())
+def test_the_reader_reads_what_plain_text_line_reads(lines: list[bytes]):
+    """Once the reader keeps a stream's layout it compares bytes instead of searching them:
+    it must still read exactly the usual chunks, and a bare finish only where the parser
+    would find that finish reason and nothing else."""
+    reader = sse.ChunkReader()
+    for line in lines:
+        assert reader.text(line) == plain_text_line(line)
+        reason = reader.finish_reason(line)
+        if reason is not None:
+            chunk = orjson.loads(line[6:])
+            assert set(chunk) <= {"id", "object", "created", "model", "system_fingerprint",
+                                  "choices"}
+            (choice,) = chunk["choices"]
+            assert choice["index"] == 0 and choice["finish_reason"] == reason
+            assert choice["delta"] in ({}, {"content": ""})
+            assert set(choice) <= {"index", "delta", "logprobs", "finish_reason"}
+
+
+def test_the_reader_keeps_the_layout_and_reads_the_finish():
+    reader = sse.ChunkReader()
+    first, second = (b"data: " + _chunk({"content": t}) + b"\n\n" for t in ("one", "two"))
+    assert reader.finish_reason(b"data: " + _chunk({}, finish_reason="stop") + b"\n\n") is None
+    assert reader.text(first) == (b'"one"', "one") and reader.text(second) == (b'"two"', "two")
+    for delta in ({}, {"content": ""}):
+        for reason in ("stop", "length", "tool_calls", "content_filter"):
+            line = b"data: " + _chunk(delta, finish_reason=reason) + b"\n\n"
+            assert reader.finish_reason(line) == reason
+    other = b"data: " + _chunk({}, head={"id": "chatcmpl-2", "object": "chat.completion.chunk",
+                                         "created": 1, "model": "deepseek-chat"},
+                               finish_reason="stop") + b"\n\n"
+    assert reader.finish_reason(other) is None  # another stream's layout: parsed
+    assert reader.text(b"data: " + _chunk({"content": "x"}, finish_reason="stop") + b"\n\n") is None
 
 
 @settings(max_examples=150, deadline=None, derandomize=True,

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from manxue.errors import InvalidParameters, InvalidRequest, ManxueError, UpstreamError
-from manxue.protocol.sse import plain_text_line
+from manxue.protocol.sse import ChunkReader
 
 ANTHROPIC_PREFIX = "/anthropic"
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
@@ -277,6 +277,20 @@ def event(kind: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
 
 
+# the events every answer has, as event() would encode them, to be filled in
+_MESSAGE_START = (b'event: message_start\ndata: {"type":"message_start","message":{"id":%s,'
+                  b'"type":"message","role":"assistant","model":%s,"content":[],"stop_reason":null,'
+                  b'"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}\n\n')
+_TEXT_START = (b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,'
+               b'"content_block":{"type":"text","text":""}}\n\n')
+_TEXT_DELTA = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+               b'"delta":{"type":"text_delta","text":')
+_BLOCK_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
+_MESSAGE_END = (b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":%s,'
+                b'"stop_sequence":null},"usage":%s}\n\n'
+                b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+
+
 class MessagesStream:
     """Turns the chat relay's SSE lines into Messages stream events, in order:
     message_start, then per block content_block_start / _delta / _stop (thinking, text,
@@ -292,13 +306,22 @@ class MessagesStream:
         self.usage: dict[str, int] = usage_of(None)
         self.finished = False
         self._text_head = b""  # a text delta event of the open block, up to its text
+        self._read = ChunkReader()
 
     def feed(self, line: bytes) -> list[bytes]:
         """One piece of the chat relay (`data: {...}\\n\\n`, `data: [DONE]` or an error)."""
-        if self._text_head:  # a text block is open
-            found = plain_text_line(line)
-            if found is not None:  # the usual chunk, not even parsed
+        if self._text_head:  # a text block is open: the usual chunk and the bare finish, unparsed
+            found = self._read.text(line)
+            if found is not None:
                 return [self._text_head + found[0] + b"}}\n\n"]
+            reason = self._read.finish_reason(line)
+            if reason is not None:
+                self.stop_reason = STOP_REASONS.get(reason, "end_turn")
+                return []
+        elif self.started and self.open is None:  # the first text, unparsed
+            found = self._read.text(line)
+            if found is not None:
+                return [*self._into("text"), self._text_head + found[0] + b"}}\n\n"]
         if not line.startswith(b"data: "):
             return []
         payload = line[6:].strip()
@@ -327,7 +350,7 @@ class MessagesStream:
                 out.append(self._delta({"type": "thinking_delta", "thinking": delta["reasoning_content"]}))
             text = delta.get("content")
             if text and isinstance(text, str):  # a text delta, from the open block's template
-                out += self._into("text", {"type": "text", "text": ""})
+                out += self._into("text")
                 out.append(self._text_head + orjson.dumps(text) + b"}}\n\n")
             for call in delta.get("tool_calls") or []:
                 out += self._tool_call(call)
@@ -341,10 +364,7 @@ class MessagesStream:
         out = self._start({})
         out += self._close()
         self.finished = True
-        out.append(event("message_delta", {"delta": {"stop_reason": self.stop_reason,
-                                                     "stop_sequence": None},
-                                           "usage": self.usage}))
-        out.append(event("message_stop", {}))
+        out.append(_MESSAGE_END % (orjson.dumps(self.stop_reason), orjson.dumps(self.usage)))
         return out
 
     # -- blocks ---------------------------------------------------------------------------------
@@ -352,29 +372,28 @@ class MessagesStream:
         if self.started:
             return []
         self.started = True
-        message: dict[str, Any] = {
-            "id": _message_id(chunk.get("id")), "type": "message", "role": "assistant",
-            "model": self.model, "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0}}
-        return [event("message_start", {"message": message})]
+        return [_MESSAGE_START % (orjson.dumps(_message_id(chunk.get("id"))),
+                                 orjson.dumps(self.model))]
 
     def _close(self) -> list[bytes]:
         if self.open is None:
             return []
         self.open, self.tool_index, self._text_head = None, None, b""
-        return [event("content_block_stop", {"index": self.block})]
+        return [_BLOCK_STOP % self.block]
 
-    def _into(self, kind: str, block: dict[str, Any]) -> list[bytes]:
+    def _into(self, kind: str, block: dict[str, Any] | None = None) -> list[bytes]:
+        """Open a block of this kind unless one is open (a tool_use block: always); `block` is
+        its content_block (a text block's is known)."""
         if self.open == kind and kind != "tool_use":
             return []
         out = self._close()
         self.block += 1
         self.open = kind
-        out.append(event("content_block_start", {"index": self.block, "content_block": block}))
         if kind == "text":
-            self._text_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta",'
-                               b'"index":' + str(self.block).encode()
-                               + b',"delta":{"type":"text_delta","text":')
+            self._text_head = _TEXT_DELTA % self.block
+            out.append(_TEXT_START % self.block)
+        else:
+            out.append(event("content_block_start", {"index": self.block, "content_block": block}))
         return out
 
     def _delta(self, delta: dict[str, Any]) -> bytes:

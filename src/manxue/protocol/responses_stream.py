@@ -18,7 +18,7 @@ from manxue.protocol.responses import (
     settings_fields,
     usage_of,
 )
-from manxue.protocol.sse import plain_text_line
+from manxue.protocol.sse import ChunkReader
 
 _EVENT_HEADS: dict[str, bytes] = {}
 """Each event kind's first bytes, up to its sequence number."""
@@ -58,6 +58,7 @@ class ResponsesStream:
         self._reasoning_from = 0  # where the open reasoning's text starts in the answer's
         self._closed: list[bytes] = []  # the closed items, in order, as output_item.done has them
         self._echo: tuple[bytes, bytes] | None = None  # the request's fields of every snapshot
+        self._read = ChunkReader()
 
     def _event(self, kind: str, payload: dict[str, Any]) -> bytes:
         body = {"type": kind, "sequence_number": self.seq, **payload}
@@ -116,13 +117,24 @@ class ResponsesStream:
         return b"%s%d,%s}\n\n" % (head, self.seq - 1, fields)
 
     def feed(self, line: bytes) -> list[bytes]:
-        if self._text_fields:  # a message is open
-            found = plain_text_line(line)
-            if found is not None:  # the usual chunk, not even parsed
+        if self._text_fields:  # a message is open: the usual chunk and the bare finish, unparsed
+            found = self._read.text(line)
+            if found is not None:
                 self._add_text(found[1])
                 self.seq += 1
                 return [b'%s%d,%s%s,"logprobs":[]}\n\n' % (_DELTA_HEAD, self.seq - 1,
                                                             self._text_fields, found[0])]
+            reason = self._read.finish_reason(line)
+            if reason is not None:
+                self.answer.finish = reason
+                return []
+        elif self.seq and self.open is None:  # the first text, unparsed
+            found = self._read.text(line)
+            if found is not None:
+                out = self._into("message")
+                self._add_text(found[1])
+                return [*out, self._raw_event("response.output_text.delta", self._text_fields
+                                              + found[0] + b',"logprobs":[]')]
         if not line.startswith(b"data: "):
             return []
         payload = line[6:].strip()
