@@ -1,9 +1,10 @@
 """The Messages and Responses translators read the usual chat chunk without parsing it
-(sse.plain_text_line): their events must be byte for byte those of the parsed path, for the
+(sse.ChunkReader): their events must be byte for byte those of the parsed path, for the
 usual chunks and for every chunk that only looks like one."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -12,11 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from manxue.protocol import anthropic, responses_stream, sse
-from manxue.protocol.sse import plain_text_line
+
+
+def plain_text_line(line: bytes) -> tuple[bytes, str] | None:
+    """A line read alone, by a reader that has kept no layout yet."""
+    return sse.ChunkReader().text(line)
 
 
 def plain_text(chunk: dict[str, Any]) -> str | None:
-    """The reference for plain_text_line, on the parsed chunk: the text of a chunk that
+    """The reference for ChunkReader.text, on the parsed chunk: the text of a chunk that
     carries nothing else — one choice (index 0), a content delta, no finish reason, no usage,
     no reasoning or tool calls — else None."""
     choices = chunk.get("choices")
@@ -210,7 +215,7 @@ def test_a_messages_stream_is_what_the_api_describes():
         anthropic.event("message_stop", {})])
 
 
-_TEXT = st.text(alphabet=st.sampled_from([*'ab "\\/\n\t{}[]:,', "满", "🙂", "\u2028", "\x01"]),
+_TEXT = st.text(alphabet=st.sampled_from([*'ab "\\/\n\t{}[]:,<', "满", "🙂", "\u2028", "\x01"]),
                 min_size=0, max_size=12) | st.sampled_from(
     ['"choices":[{"index":0,"delta":{"content":"x"}}]}', '"usage"', "}]}"])
 
@@ -222,6 +227,7 @@ def _relay_lines(draw: st.DrawFn) -> list[bytes]:
     a bare finish; others with a role, reasoning or another key beside the text, another
     choice, another id or layout, usage before or after the choices, or an error."""
     stream_id = draw(_TEXT)
+    encode = draw(st.sampled_from([orjson.dumps] * 3 + [_ascii_json, _go_json]))
     layout = draw(st.sampled_from([["logprobs", "finish_reason"], ["logprobs", "finish_reason"],
                                    ["finish_reason"], ["logprobs"], []]))
     lines = []
@@ -250,13 +256,61 @@ def _relay_lines(draw: st.DrawFn) -> list[bytes]:
             chunk["usage"] = usage
         elif where == "error":
             chunk = {"error": {"message": "busy"}, **chunk}
-        lines.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        lines.append(b"data: " + encode(chunk) + b"\n\n")
     return lines
+
+
+def _ascii_json(obj: Any) -> bytes:
+    """As Python's json module writes a chunk by default: every non-ASCII character escaped."""
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _go_json(obj: Any) -> bytes:
+    """As Go's encoding/json (and some relays) escape: `<` as \\u003c, `/` as \\/."""
+    return orjson.dumps(obj).replace(b"<", b"\\u003c").replace(b"/", b"\\/")
+
+
+_HEAD = (b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
+         b'"choices":[{"index":0,"delta":')
+_TAIL = b',"logprobs":null,"finish_reason":null}]}\n\n'
+ODD_LINES = {
+    "odd escapes": _HEAD + b'{"content":"\\u003c\\/b\\u6ee1"}' + _TAIL,
+    "spaces around the text": _HEAD + b'{"content": "a" }' + _TAIL,
+    "a carriage return after the text": _HEAD + b'{"content":"a"\r}' + _TAIL,
+    "an escaped usage key": b'data: {"id":"c1","us\\u0061ge":{"prompt_tokens":5,"completion_tokens":7},'
+                            b'"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n',
+    "an escaped error key": b'data: {"id":"c1","\\u0065rror":{"message":"boom"},'
+                            b'"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n',
+    "invalid JSON before the choices": b'data: {"id":"c1",,,"choices":[{"index":0,"delta":'
+                                       b'{"content":"a"}}]}\n\n',
+    "two chunks in one line": b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}'
+                              b'{"choices":[{"index":0,"delta":{"content":"b"}}]}\n\n',
+}
+
+
+@pytest.mark.parametrize("odd", list(ODD_LINES), ids=list(ODD_LINES))
+@pytest.mark.parametrize("make", [lambda: anthropic.MessagesStream("deepseek-chat"),
+                                  lambda: responses_stream.ResponsesStream("resp_1", {}, "deepseek-chat")],
+                         ids=["messages", "responses"])
+def test_a_chunk_no_encoder_of_ours_writes_is_read_as_the_parser_reads_it(
+        make: Any, odd: str, monkeypatch: pytest.MonkeyPatch):
+    """Escapes the client's parser would not write, whitespace around the text (a carriage
+    return would end the event's line at the client), keys only a parser sees, invalid JSON:
+    first in a stream and after a kept layout, the events are the parser's, and each is one
+    line of canonical JSON."""
+    start = _HEAD + b'{"role":"assistant","content":""}' + _TAIL
+    usual = _HEAD + b'{"content":"x"}' + _TAIL
+    for lines in ([start, ODD_LINES[odd], sse.DONE], [start, usual, ODD_LINES[odd], sse.DONE]):
+        fast = _events(make, lines, True, monkeypatch)
+        assert fast == _events(make, lines, False, monkeypatch)
+        for event in fast.split(b"\n\n")[:-1]:
+            data = event.split(b"\ndata: ")[1]
+            assert b"\r" not in event and orjson.dumps(orjson.loads(data)) == data
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(lines=_relay_lines())
-def test_the_reader_reads_what_plain_text_line_reads(lines: list[bytes]):
+def test_a_kept_layout_reads_what_a_fresh_reader_reads(lines: list[bytes]):
     """Once the reader keeps a stream's layout it compares bytes instead of searching them:
     it must still read exactly the usual chunks, and a bare finish only where the parser
     would find that finish reason and nothing else."""

@@ -28,26 +28,13 @@ _PLAIN_TAILS = tuple(t + b"\n\n" for t in (b'},"logprobs":null,"finish_reason":n
                                             b'}}]}'))
 
 
-def plain_text_line(line: bytes) -> tuple[bytes, str] | None:
-    """The text of a relay line (`data: {chunk}\n\n`) holding the usual chunk of an answer, one
-    that carries nothing but a text delta (one choice, index 0, a non-empty content string, no
-    finish reason, usage, reasoning or tool calls), found without parsing the chunk: as the
-    JSON string literal it came in (quotes and escapes included) and as text. None when the
-    chunk is laid out otherwise, is empty, or names `usage` or `error` before its choices; the
-    caller then parses it. A relay line holds one event (the relay passes on one upstream `data:`
-    line at a time, and a JSON chunk holds no raw newline); two events in one line would lose
-    the first's text."""
-    span = _text_span(line)
-    return None if span is None else _decoded(line[span[0]:span[1]])
-
-
 def _text_span(line: bytes) -> tuple[int, int] | None:
-    """Where the content string of a usual chunk's line starts and ends, if it is laid out as
-    one (its text is not checked). The head is looked for from the end: outside the content
-    it occurs once, and inside a string its quotes are escaped."""
+    """Where the content string of a relay line (`data: {chunk}\n\n`) starts and ends, if the
+    line is laid out as the usual chunk (nothing else is checked). The head is looked for
+    from the end: outside the content it occurs once, and inside a string its quotes are
+    escaped."""
     at = line.rfind(_PLAIN_HEAD)
-    if (at < 0 or line.find(b'"usage"', 0, at) >= 0 or line.find(b'"error"', 0, at) >= 0
-            or not line.startswith(b"data: ")):
+    if at < 0 or line.find(b'"usage"', 0, at) >= 0 or not line.startswith(b"data: "):
         return None
     for tail in _PLAIN_TAILS:
         if line.endswith(tail):
@@ -55,12 +42,14 @@ def _text_span(line: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _decoded(literal: bytes) -> tuple[bytes, str] | None:
+def _usual(line: bytes) -> bool:
+    """Whether a line laid out as the usual chunk (_text_span) is one, by parsing it: one JSON
+    object, neither failing (`error`) nor carrying usage, whatever the escapes in its keys."""
     try:
-        text = orjson.loads(literal)  # one string, or the chunk was not the usual one
+        chunk = orjson.loads(line[6:])
     except orjson.JSONDecodeError:
-        return None
-    return (literal, text) if text and isinstance(text, str) else None
+        return False
+    return isinstance(chunk, dict) and "error" not in chunk and not chunk.get("usage")
 
 
 _FINISH_KEY = b'"finish_reason":'
@@ -69,12 +58,13 @@ _EMPTY_DELTAS = (b"{}", b'{"content":""}')
 
 
 class ChunkReader:
-    """Reads one stream's usual chunks as plain_text_line does, and its bare finish chunk,
-    without parsing them. The first usual chunk is found the long way; its bytes before and
-    after the text (the id, creation time and model, up to the content string; the tail)
-    are then kept, and a later line that starts and ends with those same bytes is read with
-    two comparisons: between them it holds one JSON string or is not read at all. A line
-    laid out otherwise is read the long way, and becomes the new pattern if it is usual."""
+    """Reads one stream's usual chunks, and its bare finish chunk, without parsing each. The
+    first usual chunk is found and parsed; its bytes before and after the text (the id,
+    creation time and model, up to the content string; the tail) are then kept, and a later
+    line that starts and ends with those same bytes is read with two comparisons: between
+    them it holds one JSON string or is not read at all. A line laid out otherwise is read
+    the long way, and becomes the kept layout if it is usual. A relay line holds one event
+    (the relay passes on one upstream `data:` line at a time)."""
 
     __slots__ = ("_finish", "_prefix", "_tail")
 
@@ -83,11 +73,17 @@ class ChunkReader:
         self._finish: tuple[bytes, bytes, bytes] | None = None  # finish_reason's, once asked
 
     def text(self, line: bytes) -> tuple[bytes, str] | None:
-        """What plain_text_line(line) is."""
+        """The text of a relay line holding the usual chunk of an answer: one that carries
+        nothing but a text delta (one choice, index 0, a non-empty content string, no finish
+        reason, usage, error, reasoning or tool calls), as a JSON string literal in canonical
+        form and as text; None for any other line (the caller then parses it). The first line
+        of a layout is parsed once to be sure of it; the literal is passed on as it came
+        unless it holds an escape (re-encoded, so odd escapes such as `\\u003c` or `\\/` do
+        not reach the client) or anything around the string."""
         prefix, tail = self._prefix, self._tail
         if not (line.startswith(prefix) and line.endswith(tail)):
             span = _text_span(line)
-            if span is None:
+            if span is None or not _usual(line):
                 return None
             prefix, tail = self._keep(line, *span)
         literal = line[len(prefix):len(line) - len(tail)]
@@ -95,7 +91,11 @@ class ChunkReader:
             text = orjson.loads(literal)
         except orjson.JSONDecodeError:
             return None
-        return (literal, text) if text and isinstance(text, str) else None
+        if not text or not isinstance(text, str):
+            return None
+        if 92 in literal or literal[0] != 34 or literal[-1] != 34:  # a backslash; quotes
+            literal = orjson.dumps(text)
+        return literal, text
 
     def finish_reason(self, line: bytes) -> str | None:
         """The finish reason of a line laid out as the kept usual chunk but for an empty delta
