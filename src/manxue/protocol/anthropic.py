@@ -29,7 +29,9 @@ from typing import Any
 import orjson
 
 from manxue.errors import InvalidParameters, InvalidRequest, ManxueError, UpstreamError
+from manxue.protocol import chat_answer
 from manxue.protocol.sse import ChunkReader
+from manxue.protocol.usage import counts_of
 
 ANTHROPIC_PREFIX = "/anthropic"
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
@@ -232,12 +234,10 @@ def to_chat(data: Any) -> dict[str, Any]:
 # -- answers ----------------------------------------------------------------------------------
 
 def usage_of(chat_usage: Any) -> dict[str, int]:
-    u = chat_usage if isinstance(chat_usage, dict) else {}
-    prompt = int(u.get("prompt_tokens") or 0)
-    details = u.get("prompt_tokens_details") if isinstance(u.get("prompt_tokens_details"), dict) else {}
-    hit = int(u.get("prompt_cache_hit_tokens") or (details or {}).get("cached_tokens") or 0)
+    """Anthropic's usage for a chat usage object, read as the ledger reads it."""
+    prompt, completion, hit, _, _ = counts_of(chat_usage) or (0, 0, 0, 0, 0)
     return {"input_tokens": max(0, prompt - hit), "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": hit, "output_tokens": int(u.get("completion_tokens") or 0)}
+            "cache_read_input_tokens": hit, "output_tokens": completion}
 
 
 def _message_id(chat_id: Any) -> str:
@@ -256,21 +256,25 @@ def _arguments(text: Any) -> Any:
 
 def from_chat(data: dict[str, Any], model: str) -> dict[str, Any]:
     """A Messages answer for a chat completion."""
-    choice = (data.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
+    choice, message = chat_answer.whole(data)
     content: list[dict[str, Any]] = []
-    if message.get("reasoning_content"):
-        content.append({"type": "thinking", "thinking": message["reasoning_content"], "signature": ""})
-    if message.get("content"):
-        content.append({"type": "text", "text": message["content"]})
-    for call in message.get("tool_calls") or []:
-        fn = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id") or f"toolu_{uuid.uuid4().hex}",
-                        "name": fn.get("name", ""), "input": _arguments(fn.get("arguments"))})
+    reasoning = chat_answer.text(message.get("reasoning_content"))
+    if reasoning:
+        content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
+    said = chat_answer.text(message.get("content"))
+    if said:
+        content.append({"type": "text", "text": said})
+    for call in chat_answer.tool_calls(message):
+        content.append({"type": "tool_use", "id": call.id or f"toolu_{uuid.uuid4().hex}",
+                        "name": call.name, "input": _arguments(call.arguments)})
     return {"id": _message_id(data.get("id")), "type": "message", "role": "assistant",
             "model": model, "content": content,
-            "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
+            "stop_reason": _stop_reason(choice.get("finish_reason") or "stop"),
             "stop_sequence": None, "usage": usage_of(data.get("usage"))}
+
+
+def _stop_reason(finish: Any) -> str:
+    return STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
 
 
 def event(kind: str, payload: dict[str, Any]) -> bytes:
@@ -301,7 +305,7 @@ class MessagesStream:
         self.started = False
         self.block = -1
         self.open: str | None = None  # "thinking" | "text" | "tool_use"
-        self.tool_index: int | None = None  # the chat tool call the open tool_use block is
+        self.tool_index: Any = None  # the chat tool call (its index) the open tool_use block is
         self.stop_reason = "end_turn"
         self.usage: dict[str, int] = usage_of(None)
         self.finished = False
@@ -316,7 +320,7 @@ class MessagesStream:
                 return [self._text_head + found[0] + b"}}\n\n"]
             reason = self._read.finish_reason(line)
             if reason is not None:
-                self.stop_reason = STOP_REASONS.get(reason, "end_turn")
+                self.stop_reason = _stop_reason(reason)
                 return []
         elif self.started and self.open is None:  # the first text, unparsed
             found = self._read.text(line)
@@ -341,21 +345,19 @@ class MessagesStream:
         out = self._start(chunk)
         if chunk.get("usage"):
             self.usage = usage_of(chunk["usage"])
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
+        for delta, finish in chat_answer.deltas(chunk):
+            reasoning = chat_answer.text(delta.get("reasoning_content"))
+            if reasoning:
                 out += self._into("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-                out.append(self._delta({"type": "thinking_delta", "thinking": delta["reasoning_content"]}))
-            text = delta.get("content")
-            if text and isinstance(text, str):  # a text delta, from the open block's template
+                out.append(self._delta({"type": "thinking_delta", "thinking": reasoning}))
+            text = chat_answer.text(delta.get("content"))
+            if text:  # a text delta, from the open block's template
                 out += self._into("text")
                 out.append(self._text_head + orjson.dumps(text) + b"}}\n\n")
-            for call in delta.get("tool_calls") or []:
+            for call in chat_answer.tool_calls(delta):
                 out += self._tool_call(call)
-            if choice.get("finish_reason"):
-                self.stop_reason = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+            if finish:
+                self.stop_reason = _stop_reason(finish)
         return out
 
     def finish(self) -> list[bytes]:
@@ -399,17 +401,15 @@ class MessagesStream:
     def _delta(self, delta: dict[str, Any]) -> bytes:
         return event("content_block_delta", {"index": self.block, "delta": delta})
 
-    def _tool_call(self, call: dict[str, Any]) -> list[bytes]:
+    def _tool_call(self, call: chat_answer.ToolCall) -> list[bytes]:
         out: list[bytes] = []
-        index = call.get("index", 0)
-        fn = call.get("function") or {}
-        if self.open != "tool_use" or self.tool_index != index:
+        if self.open != "tool_use" or self.tool_index != call.index:
             out += self._into("tool_use", {"type": "tool_use",
-                                           "id": call.get("id") or f"toolu_{uuid.uuid4().hex}",
-                                           "name": fn.get("name", ""), "input": {}})
-            self.tool_index = index
-        if fn.get("arguments"):
-            out.append(self._delta({"type": "input_json_delta", "partial_json": fn["arguments"]}))
+                                           "id": call.id or f"toolu_{uuid.uuid4().hex}",
+                                           "name": call.name, "input": {}})
+            self.tool_index = call.index
+        if call.arguments:
+            out.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))
         return out
 
 

@@ -24,6 +24,8 @@ from typing import Any
 import orjson
 
 from manxue.errors import InvalidParameters, InvalidRequest
+from manxue.protocol import chat_answer
+from manxue.protocol.usage import counts_of
 
 _ROLES = ("user", "assistant", "system", "developer")
 
@@ -178,14 +180,12 @@ def to_chat(data: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
 # -- answers ----------------------------------------------------------------------------------
 
 def usage_of(u: Any) -> dict[str, Any] | None:
-    if not isinstance(u, dict):
+    """The Responses usage for a chat usage object, read as the ledger reads it."""
+    counts = counts_of(u)
+    if counts is None:
         return None
-    prompt, completion = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
-    details = u.get("prompt_tokens_details") if isinstance(u.get("prompt_tokens_details"), dict) else {}
-    cached = int(u.get("prompt_cache_hit_tokens") or (details or {}).get("cached_tokens") or 0)
-    cdetails = u.get("completion_tokens_details")
-    reasoning = int(cdetails.get("reasoning_tokens") or 0) if isinstance(cdetails, dict) else 0
-    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
+    prompt, completion, hit, _, reasoning = counts
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": hit},
             "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": prompt + completion}
 
@@ -216,15 +216,14 @@ class Answer:
     @classmethod
     def of_chat(cls, data: dict[str, Any]) -> Answer:
         a = cls()
-        choice = (data.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-        a.reasoning = message.get("reasoning_content") or ""
-        a.text = message.get("content") or ""
-        for call in message.get("tool_calls") or []:
-            fn = call.get("function") or {}
-            a.calls.append({"call_id": call.get("id") or new_id("call"), "name": fn.get("name", ""),
-                            "arguments": fn.get("arguments") or ""})
-        a.finish = choice.get("finish_reason") or "stop"
+        choice, message = chat_answer.whole(data)
+        a.reasoning = chat_answer.text(message.get("reasoning_content"))
+        a.text = chat_answer.text(message.get("content"))
+        for call in chat_answer.tool_calls(message):
+            a.calls.append({"call_id": call.id or new_id("call"), "name": call.name,
+                            "arguments": call.arguments})
+        finish = choice.get("finish_reason")
+        a.finish = finish if isinstance(finish, str) and finish else "stop"
         a.usage = usage_of(data.get("usage"))
         return a
 

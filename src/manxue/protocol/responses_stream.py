@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from manxue.protocol import chat_answer
 from manxue.protocol.responses import (
     Answer,
     OutputIds,
@@ -46,7 +47,7 @@ class ResponsesStream:
         self.open: str | None = None  # "reasoning" | "message" | "call"
         self.index = -1  # output index of the open item
         self.call_index = -1  # the open function call, in self.answer.calls
-        self._chat_index = -1  # its index in the chat stream's tool_calls
+        self._chat_index: Any = -1  # its index in the chat stream's tool_calls
         self.done = False
         self.failed = False
         self._message_fields = b""  # the open message's item_id, output_index and content_index
@@ -156,26 +157,24 @@ class ResponsesStream:
             return [*out, self._event("response.failed", {"response": failed})]
         if chunk.get("usage"):
             self.answer.usage = usage_of(chunk["usage"])
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
+        for delta, finish in chat_answer.deltas(chunk):
+            reasoning = chat_answer.text(delta.get("reasoning_content"))
+            if reasoning:
                 out += self._into("reasoning")
-                self.answer.reasoning += delta["reasoning_content"]
+                self.answer.reasoning += reasoning
                 out.append(self._event("response.reasoning_summary_text.delta", {
                     "item_id": self._item_id, "output_index": self.index,
-                    "summary_index": 0, "delta": delta["reasoning_content"]}))
-            text = delta.get("content")
-            if text and isinstance(text, str):
+                    "summary_index": 0, "delta": reasoning}))
+            text = chat_answer.text(delta.get("content"))
+            if text:
                 out += self._into("message")
                 self._add_text(text)
                 out.append(self._raw_event("response.output_text.delta", self._text_fields
                                            + orjson.dumps(text) + b',"logprobs":[]'))
-            for call in delta.get("tool_calls") or []:
+            for call in chat_answer.tool_calls(delta):
                 out += self._tool_call(call)
-            if choice.get("finish_reason"):
-                self.answer.finish = choice["finish_reason"]
+            if finish:
+                self.answer.finish = finish if isinstance(finish, str) else "stop"
         return out
 
     def finish(self) -> list[bytes]:
@@ -286,20 +285,17 @@ class ResponsesStream:
                 self._raw_event("response.output_item.done",
                                 b'"output_index":%d,"item":%s' % (self.index, item))]
 
-    def _tool_call(self, call: dict[str, Any]) -> list[bytes]:
+    def _tool_call(self, call: chat_answer.ToolCall) -> list[bytes]:
         out: list[bytes] = []
-        fn = call.get("function") or {}
-        index = call.get("index", 0)
         calls = self.answer.calls
-        if self.open != "call" or index != self._chat_index:
-            calls.append({"call_id": call.get("id") or new_id("call"),
-                          "name": fn.get("name", ""), "arguments": ""})
+        if self.open != "call" or call.index != self._chat_index:
+            calls.append({"call_id": call.id or new_id("call"), "name": call.name, "arguments": ""})
             self.call_index = len(calls) - 1
-            self._chat_index = index
+            self._chat_index = call.index
             out += self._into("call")
-        if fn.get("arguments"):
-            calls[self.call_index]["arguments"] += fn["arguments"]
+        if call.arguments:
+            calls[self.call_index]["arguments"] += call.arguments
             out.append(self._event("response.function_call_arguments.delta", {
                 "item_id": self.ids.call(self.call_index), "output_index": self.index,
-                "delta": fn["arguments"]}))
+                "delta": call.arguments}))
         return out
