@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,9 @@ class AppState:
     responses: ResponseStore | None = None  # the Responses API's stored answers
     deployments: DeploymentSync | None = None  # run-time deployments shared through SQL
     draining: bool = False  # set on SIGTERM: /ready answers 503 while requests finish
+    counting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    """count_tokens' tokenizing, one at a time (it is free, and a long prompt takes a core)."""
+    counting_keys: set[str | None] = field(default_factory=set)  # keys with a count in flight
 
 
 STATE_KEY = web.AppKey("manxue_state", AppState)

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from manxue.accounting import tokencount
-from manxue.errors import PermissionDenied
+from manxue.errors import BodyTooLarge, PermissionDenied, RateLimited
 from manxue.protocol import anthropic
 from manxue.protocol.chat import load_object, validate_chat
 from manxue.server.routes.chat import admit, authenticate, relay_stream
@@ -43,13 +43,25 @@ async def messages(request: web.Request) -> web.StreamResponse:
             await st.chat.finish(ctx)
 
 
+COUNT_MAX_BYTES = 1 << 20
+"""The largest body count_tokens counts: about 250,000 tokens of prose, past the context of any
+model this gateway serves. Counting it takes about half a second of CPU, and nothing is billed
+for it, so counts also run one at a time per worker and one at a time per key: a key cannot
+take more than one core from serving."""
+
+
 async def count_tokens(request: web.Request) -> web.Response:
     """The prompt's input tokens: exact from the engine's tokenizer and chat template where the
     model is served by a local engine, else counted offline with the model family's tokenizer
     (within a few tokens of the upstream's count: tokencount's template estimate)."""
     st = state_of(request)
     key = authenticate(request, st)
-    data = _json_body(await request.read())
+    if (request.content_length or 0) > COUNT_MAX_BYTES:
+        raise _too_large()
+    body = await request.read()
+    if len(body) > COUNT_MAX_BYTES:
+        raise _too_large()
+    data = _json_body(body)
     data = {**data, "max_tokens": data.get("max_tokens", 1)}  # not part of this request
     chat_body = anthropic.to_chat(data)
     req = validate_chat(chat_body)
@@ -57,8 +69,23 @@ async def count_tokens(request: web.Request) -> web.Response:
     if st.meter is not None and not st.meter.allowed_models(key, [req.model]):
         raise PermissionDenied(f"this API key may not use model '{req.model}'",
                                code="model_not_allowed")
-    count = await asyncio.to_thread(_count, st, req.model, chat_body)  # a long prompt: off the loop
+    holder = key.id if key is not None else None
+    if holder is not None:
+        if holder in st.counting_keys:
+            raise RateLimited("count_tokens counts one prompt at a time per key; retry when the "
+                              "last count has answered", retry_after=1.0)
+        st.counting_keys.add(holder)
+    try:
+        async with st.counting:  # a long prompt: off the loop, one at a time
+            count = await asyncio.to_thread(_count, st, req.model, chat_body)
+    finally:
+        st.counting_keys.discard(holder)
     return web.Response(body=orjson.dumps({"input_tokens": count}), content_type=_JSON)
+
+
+def _too_large() -> BodyTooLarge:
+    return BodyTooLarge(f"count_tokens counts prompts of up to {COUNT_MAX_BYTES:,} bytes (about "
+                        "250,000 tokens, past any model's context here); send a shorter prompt")
 
 
 def _count(st: AppState, model: str, chat_body: dict[str, Any]) -> int:

@@ -1,0 +1,52 @@
+"""count_tokens is free and a long prompt takes a core to count: it counts bodies up to a
+bound, one prompt at a time per worker, and one at a time per key."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+
+from manxue.server.routes.messages import COUNT_MAX_BYTES
+from manxue.server.state import STATE_KEY
+from tests.helpers import wait_until
+
+ASK = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hello there"}]}
+
+
+def _count(url: str, key: str, body: object) -> httpx.Response:
+    return httpx.post(url + "/v1/messages/count_tokens", json=body, timeout=30,
+                      headers={"x-api-key": key, "anthropic-version": "2023-06-01"})
+
+
+def test_a_body_past_the_bound_is_refused_before_it_is_counted(billing):
+    key = billing.create_key()["key"]
+    big = {**ASK, "messages": [{"role": "user", "content": "word " * (COUNT_MAX_BYTES // 5)}]}
+    r = _count(billing.gw.url, key, big)
+    assert r.status_code == 413, r.text
+    assert r.json()["type"] == "error" and r.json()["error"]["type"] == "request_too_large"
+    assert "shorter prompt" in r.json()["error"]["message"]
+    assert _count(billing.gw.url, key, ASK).json()["input_tokens"] > 0
+
+
+def test_one_count_at_a_time_per_key(billing):
+    gw = billing.gw
+    st = gw.app[STATE_KEY]
+    key, other = billing.create_key()["key"], billing.create_key()["key"]
+    gw.server.call(st.counting.acquire())  # a count is running: the next ones wait
+    answers: dict[str, httpx.Response] = {}
+    first = threading.Thread(target=lambda: answers.update(first=_count(gw.url, key, ASK)))
+    first.start()
+    wait_until(lambda: len(st.counting_keys) == 1)
+    second = _count(gw.url, key, ASK)  # the same key, while its first count waits
+    assert second.status_code == 429, second.text
+    assert second.json()["error"]["type"] == "rate_limit_error"
+    waiting = threading.Thread(target=lambda: answers.update(other=_count(gw.url, other, ASK)))
+    waiting.start()  # another key queues behind the running count instead
+    wait_until(lambda: len(st.counting_keys) == 2)
+    gw.server.loop.call_soon_threadsafe(st.counting.release)
+    first.join(30)
+    waiting.join(30)
+    assert answers["first"].status_code == answers["other"].status_code == 200
+    assert not st.counting_keys
+    assert _count(gw.url, key, ASK).status_code == 200
