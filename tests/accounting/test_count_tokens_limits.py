@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import httpx
+import pytest
 
 from manxue.server.routes.messages import COUNT_MAX_BYTES
 from manxue.server.state import STATE_KEY
@@ -49,4 +50,23 @@ def test_one_count_at_a_time_per_key(billing):
     waiting.join(30)
     assert answers["first"].status_code == answers["other"].status_code == 200
     assert not st.counting_keys
+    assert _count(gw.url, key, ASK).status_code == 200
+
+
+def test_a_client_that_leaves_does_not_free_its_turn(billing):
+    """A count cannot be stopped once its thread runs: a client that leaves keeps its key's
+    mark and the worker's turn until the count ends, so leaving and asking again does not
+    count more at once."""
+    gw = billing.gw
+    st = gw.app[STATE_KEY]
+    key = billing.create_key()["key"]
+    gw.server.call(st.counting.acquire())
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(gw.url + "/v1/messages/count_tokens", json=ASK, timeout=0.5,
+                   headers={"x-api-key": key})
+    assert len(st.counting_keys) == 1 and len(st.counting_tasks) == 1  # still waiting its turn
+    assert _count(gw.url, key, ASK).status_code == 429
+    gw.server.loop.call_soon_threadsafe(st.counting.release)
+    wait_until(lambda: not st.counting_keys and not st.counting_tasks)
+    assert not st.counting.locked()
     assert _count(gw.url, key, ASK).status_code == 200

@@ -36,6 +36,7 @@ class AppState:
     counting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     """count_tokens' tokenizing, one at a time (it is free, and a long prompt takes a core)."""
     counting_keys: set[str | None] = field(default_factory=set)  # keys with a count in flight
+    counting_tasks: set[asyncio.Task[int]] = field(default_factory=set)  # held until they end
 
 
 STATE_KEY = web.AppKey("manxue_state", AppState)

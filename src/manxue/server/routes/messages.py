@@ -75,12 +75,28 @@ async def count_tokens(request: web.Request) -> web.Response:
             raise RateLimited("count_tokens counts one prompt at a time per key; retry when the "
                               "last count has answered", retry_after=1.0)
         st.counting_keys.add(holder)
+    # A count that has started cannot be stopped (it runs in a thread): it keeps its turn and
+    # its key's mark until it ends, even if the client leaves, so leaving and asking again
+    # does not count more at once.
+    task = asyncio.ensure_future(_counted(st, holder, req.model, chat_body))
+    st.counting_tasks.add(task)
+
+    def ended(t: asyncio.Task[int]) -> None:
+        st.counting_tasks.discard(t)
+        if not t.cancelled():
+            t.exception()  # seen here if the client has left (it is raised to a client still there)
+    task.add_done_callback(ended)
+    count = await asyncio.shield(task)
+    return web.Response(body=orjson.dumps({"input_tokens": count}), content_type=_JSON)
+
+
+async def _counted(st: AppState, holder: str | None, model: str, chat_body: dict[str, Any]
+                   ) -> int:
     try:
         async with st.counting:  # a long prompt: off the loop, one at a time
-            count = await asyncio.to_thread(_count, st, req.model, chat_body)
+            return await asyncio.to_thread(_count, st, model, chat_body)
     finally:
         st.counting_keys.discard(holder)
-    return web.Response(body=orjson.dumps({"input_tokens": count}), content_type=_JSON)
 
 
 def _too_large() -> BodyTooLarge:
