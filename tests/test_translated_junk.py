@@ -90,3 +90,42 @@ def test_no_json_an_upstream_sends_breaks_a_translator(chunks: list[Any]):
                     orjson.dumps(translate(chunk))
                 except UpstreamError as exc:
                     assert exc.status == 502
+
+
+def _deep(levels: int) -> bytes:
+    """JSON nested `levels` deep: readable, but deeper than an encoder or str() may go."""
+    return b'{"a":' * levels + b"1" + b"}" * levels
+
+
+DEEP_CALL = (b'{"choices":[{"message":{"tool_calls":[{"id":"c","function":{"name":"f",'
+             b'"arguments":%s}}]},"finish_reason":"tool_calls"}]}')
+
+
+@pytest.mark.parametrize("arguments", [_deep(300), orjson.dumps(_deep(300).decode())],
+                         ids=["an object", "a string"])
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_tool_arguments_nested_too_deep_to_send_on(gateway, upstream, route, arguments):
+    upstream.emu.default = Behavior(raw_answer=DEEP_CALL % arguments)
+    path, body = ROUTES[route]
+    r = httpx.post(gateway.url + path, json=body, timeout=20)
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("route", ["chat", *ROUTES])
+def test_an_error_message_nested_too_deep_to_show(gateway, upstream, route):
+    deep = b'[' * 1000 + b']' * 1000
+    if route == "chat":
+        path, body = "/v1/chat/completions", {"model": "deepseek-chat",
+                                               "messages": [{"role": "user", "content": "hi"}]}
+        event = b'{"error":{"message":%s}}' % deep  # read by the provider
+    else:
+        path, body = ROUTES[route]
+        event = b'{"id":"x","error":{"message":%s,"code":%s}}' % (deep, deep)  # by the translator
+    upstream.emu.default = Behavior(raw_answer=event)
+    r = httpx.post(gateway.url + path, json={**body, "stream": True}, timeout=20)
+    assert r.status_code in (200, 502, 503), r.text  # relayed, or refused as unusable: no 500
+    if r.status_code == 200 and route != "chat":
+        assert _events(r.content)[-1]["type"] in ("error", "response.failed")
+    upstream.emu.default = Behavior(status=400, raw_answer=b'{"error":{"message":%s}}' % deep)
+    r = httpx.post(gateway.url + path, json=body, timeout=20)
+    assert r.status_code == 400, r.text

@@ -249,7 +249,8 @@ def _arguments(text: Any) -> Any:
         return text
     try:
         value = orjson.loads(text or "{}")
-    except orjson.JSONDecodeError:
+        orjson.dumps(value)  # it is sent on: nested no deeper than the encoder takes
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
         return {"_raw_arguments": text}
     return value if isinstance(value, dict) else {"value": value}
 
@@ -340,8 +341,8 @@ class MessagesStream:
         if "error" in chunk:
             err = chunk["error"] if isinstance(chunk["error"], dict) else {}
             self.finished = True
-            return [event("error", {"error": {"type": "api_error",
-                                              "message": str(err.get("message", "stream failed"))}})]
+            return [event("error", {"error": {"type": "api_error", "message": chat_answer.shown(
+                err.get("message")) or "stream failed"}})]
         out = self._start(chunk)
         if chunk.get("usage"):
             self.usage = usage_of(chunk["usage"])

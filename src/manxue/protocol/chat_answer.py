@@ -68,7 +68,20 @@ def tool_calls(holder: dict[str, Any]) -> list[ToolCall]:
             fn = fn if isinstance(fn, dict) else {}
             arguments = fn.get("arguments")
             if isinstance(arguments, dict):
-                arguments = orjson.dumps(arguments).decode()
+                try:
+                    arguments = orjson.dumps(arguments).decode()
+                except orjson.JSONEncodeError:  # nested past what JSON here may hold
+                    arguments = ""
             out.append(ToolCall(call.get("index", 0), text(call.get("id")), text(fn.get("name")),
                                 text(arguments)))
     return out
+
+
+def shown(value: Any) -> str:
+    """An upstream's error message or code, to pass on as text: itself if a string, a number
+    as written, else empty (an object may be nested deeper than str() or an encoder takes)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""

@@ -152,8 +152,9 @@ class ResponsesStream:
             err = chunk["error"] if isinstance(chunk["error"], dict) else {}
             self.done = self.failed = True
             failed = self._snapshot("failed")
-            failed["error"] = {"code": str(err.get("code") or "server_error"),
-                               "message": str(err.get("message") or "the answer broke off")}
+            failed["error"] = {"code": chat_answer.shown(err.get("code")) or "server_error",
+                               "message": chat_answer.shown(err.get("message"))
+                               or "the answer broke off"}
             return [*out, self._event("response.failed", {"response": failed})]
         if chunk.get("usage"):
             self.answer.usage = usage_of(chunk["usage"])

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import orjson
 
 from manxue.errors import UpstreamError, UpstreamTimeout
+from manxue.protocol.chat_answer import shown
 from manxue.protocol.completions import Endpoint
 from manxue.providers.base import BufferedStream, ChunkStream, Completion, KeepAliveHook
 from manxue.providers.http1 import BrokenResponse, ConnectError, Http1Pool, Http1Response, TotalTimeout
@@ -156,7 +157,7 @@ class OpenAICompatProvider:
         err = obj.get("error") if isinstance(obj, dict) else None
         if not isinstance(err, dict):
             return None
-        message = self._scrub(str(err.get("message") or f"HTTP {status}"))[:2000]
+        message = self._scrub(shown(err.get("message")) or f"HTTP {status}")[:2000]
         upstream_model = self.settings.upstream_model
         if upstream_model and upstream_model != self.settings.model:
             message = message.replace(upstream_model, self.settings.model)
@@ -229,7 +230,7 @@ def _gateway_error(exc: BaseException, name: str, t: Timeouts, phase: Phase) -> 
 
 def _stream_error(name: str, payload: bytes) -> UpstreamError:
     try:
-        msg = str(orjson.loads(payload)["error"].get("message", "error"))
+        msg = shown(orjson.loads(payload)["error"].get("message")) or "error event"
     except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError):
         msg = "error event"
     return UpstreamError(f"deployment {name}: upstream sent an error: {msg}", status=502)
@@ -244,7 +245,7 @@ def _error_message(raw: bytes) -> str | None:
     if isinstance(obj, dict):
         err = obj.get("error")
         if isinstance(err, dict):
-            return str(err.get("message") or "")[:500] or None
+            return shown(err.get("message"))[:500] or None
         if isinstance(err, str):
             return err[:500]
     return None
