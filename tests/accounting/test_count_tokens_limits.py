@@ -42,6 +42,9 @@ def test_one_count_at_a_time_per_key(billing):
     second = _count(gw.url, key, ASK)  # the same key, while its first count waits
     assert second.status_code == 429, second.text
     assert second.json()["error"]["type"] == "rate_limit_error"
+    unread = httpx.post(gw.url + "/v1/messages/count_tokens", content=b"{not json", timeout=30,
+                        headers={"x-api-key": key})
+    assert unread.status_code == 429  # refused before its body is read or parsed
     waiting = threading.Thread(target=lambda: answers.update(other=_count(gw.url, other, ASK)))
     waiting.start()  # another key queues behind the running count instead
     wait_until(lambda: len(st.counting_keys) == 2)

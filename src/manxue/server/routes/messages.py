@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from manxue.accounting import tokencount
+from manxue.accounting.keys import KeyRecord
 from manxue.errors import BodyTooLarge, PermissionDenied, RateLimited
 from manxue.protocol import anthropic
 from manxue.protocol.chat import load_object, validate_chat
@@ -58,19 +59,8 @@ async def count_tokens(request: web.Request) -> web.Response:
     key = authenticate(request, st)
     if (request.content_length or 0) > COUNT_MAX_BYTES:
         raise _too_large()
-    body = await request.read()
-    if len(body) > COUNT_MAX_BYTES:
-        raise _too_large()
-    data = _json_body(body)
-    data = {**data, "max_tokens": data.get("max_tokens", 1)}  # not part of this request
-    chat_body = anthropic.to_chat(data)
-    req = validate_chat(chat_body)
-    st.router.check(req.model, False)  # unknown model: 404
-    if st.meter is not None and not st.meter.allowed_models(key, [req.model]):
-        raise PermissionDenied(f"this API key may not use model '{req.model}'",
-                               code="model_not_allowed")
     holder = key.id if key is not None else None
-    if holder is not None:
+    if holder is not None:  # before the body is read or parsed: a second count costs nothing
         if holder in st.counting_keys:
             raise RateLimited("count_tokens counts one prompt at a time per key; retry when the "
                               "last count has answered", retry_after=1.0)
@@ -78,7 +68,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     # A count that has started cannot be stopped (it runs in a thread): it keeps its turn and
     # its key's mark until it ends, even if the client leaves, so leaving and asking again
     # does not count more at once.
-    task = asyncio.ensure_future(_counted(st, holder, req.model, chat_body))
+    task = asyncio.ensure_future(_counted(request, st, key, holder))
     st.counting_tasks.add(task)
 
     def ended(t: asyncio.Task[int]) -> None:
@@ -90,13 +80,29 @@ async def count_tokens(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps({"input_tokens": count}), content_type=_JSON)
 
 
-async def _counted(st: AppState, holder: str | None, model: str, chat_body: dict[str, Any]
-                   ) -> int:
+async def _counted(request: web.Request, st: AppState, key: KeyRecord | None,
+                   holder: str | None) -> int:
+    """Read, check and count one prompt, its key marked until the end."""
     try:
-        async with st.counting:  # a long prompt: off the loop, one at a time
-            return await asyncio.to_thread(_count, st, model, chat_body)
+        body = await request.read()
+        if len(body) > COUNT_MAX_BYTES:
+            raise _too_large()
+        async with st.counting:  # parsing and counting a long prompt: off the loop, one at a time
+            model, messages = await asyncio.to_thread(_prompt, body)
+            st.router.check(model, False)  # unknown model: 404
+            if st.meter is not None and not st.meter.allowed_models(key, [model]):
+                raise PermissionDenied(f"this API key may not use model '{model}'",
+                                       code="model_not_allowed")
+            return await asyncio.to_thread(_count, st, model, messages)
     finally:
         st.counting_keys.discard(holder)
+
+
+def _prompt(body: bytes) -> tuple[str, list[Any]]:
+    """The model and chat messages of a count_tokens body (its max_tokens is not needed)."""
+    data = _json_body(body)
+    chat_body = anthropic.to_chat({**data, "max_tokens": data.get("max_tokens", 1)})
+    return validate_chat(chat_body).model, chat_body["messages"]
 
 
 def _too_large() -> BodyTooLarge:
@@ -104,13 +110,12 @@ def _too_large() -> BodyTooLarge:
                         "250,000 tokens, past any model's context here); send a shorter prompt")
 
 
-def _count(st: AppState, model: str, chat_body: dict[str, Any]) -> int:
+def _count(st: AppState, model: str, messages: list[Any]) -> int:
     for dep in st.router.deployments:
         engine = getattr(dep.provider, "engine", None)
         if dep.settings.model == model and dep.settings.is_local and engine is not None:
-            return len(engine.tokenize_prompt(engine.render(chat_body["messages"])))
-    family = tokencount.family_for_model(model)
-    return tokencount.count_prompt(chat_body["messages"], family)
+            return len(engine.tokenize_prompt(engine.render(messages)))
+    return tokencount.count_prompt(messages, tokencount.family_for_model(model))
 
 
 def add_routes(app: web.Application) -> None:
