@@ -373,3 +373,19 @@ def test_a_message_after_a_call_is_its_own_item():
     assert [i["content"][0]["text"] for i in output if i["type"] == "message"] == [
         "first", "second"]
     assert stream.answer.message()["content"] == "firstsecond"
+
+
+@pytest.mark.parametrize("make", [lambda: anthropic.MessagesStream("deepseek-chat"),
+                                  lambda: responses_stream.ResponsesStream("resp_1", {}, "deepseek-chat")],
+                         ids=["messages", "responses"])
+def test_nothing_follows_the_failure(make: Any, monkeypatch: pytest.MonkeyPatch):
+    """An upstream that goes on after its own error event: the client's stream has ended with
+    the failure, so nothing more is written, whether the text is read short or parsed."""
+    lines = [b"data: " + p + b"\n\n" for p in [
+        _chunk({"role": "assistant", "content": ""}), _chunk({"content": "before"}),
+        orjson.dumps({"id": "chatcmpl-1", "error": {"message": "busy"}}),
+        _chunk({"content": "after"}), _chunk({}, finish_reason="stop")]] + [sse.DONE]
+    for fast in (True, False):
+        written = _events(make, lines, fast, monkeypatch)
+        last = written.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
+        assert b"after" not in written and (b'"type":"error"' in last or b"response.failed" in last)

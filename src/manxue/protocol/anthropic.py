@@ -323,11 +323,11 @@ class MessagesStream:
             if reason is not None:
                 self.stop_reason = _stop_reason(reason)
                 return []
-        elif self.started and self.open is None:  # the first text, unparsed
+        elif self.started and self.open is None and not self.finished:  # the first text
             found = self._read.text(line)
             if found is not None:
                 return [*self._into("text"), self._text_head + found[0] + b"}}\n\n"]
-        if not line.startswith(b"data: "):
+        if self.finished or not line.startswith(b"data: "):  # nothing after the end or an error
             return []
         payload = line[6:].strip()
         if payload == b"[DONE]":
@@ -340,7 +340,7 @@ class MessagesStream:
             return []
         if "error" in chunk:
             err = chunk["error"] if isinstance(chunk["error"], dict) else {}
-            self.finished = True
+            self.finished, self._text_head = True, b""  # no delta after the error
             return [event("error", {"error": {"type": "api_error", "message": chat_answer.shown(
                 err.get("message")) or "stream failed"}})]
         out = self._start(chunk)

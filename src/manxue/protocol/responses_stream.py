@@ -129,14 +129,14 @@ class ResponsesStream:
             if reason is not None:
                 self.answer.finish = reason
                 return []
-        elif self.seq and self.open is None:  # the first text, unparsed
+        elif self.seq and self.open is None and not self.done:  # the first text, unparsed
             found = self._read.text(line)
             if found is not None:
                 out = self._into("message")
                 self._add_text(found[1])
                 return [*out, self._raw_event("response.output_text.delta", self._text_fields
                                               + found[0] + b',"logprobs":[]')]
-        if not line.startswith(b"data: "):
+        if self.done or not line.startswith(b"data: "):  # nothing after the end or a failure
             return []
         payload = line[6:].strip()
         out = self.start() if self.seq == 0 else []
@@ -152,6 +152,7 @@ class ResponsesStream:
             err = chunk["error"] if isinstance(chunk["error"], dict) else {}
             self.done = self.failed = True
             failed = self._snapshot("failed")
+            self._text_fields = b""  # no delta after the failure
             failed["error"] = {"code": chat_answer.shown(err.get("code")) or "server_error",
                                "message": chat_answer.shown(err.get("message"))
                                or "the answer broke off"}
