@@ -35,7 +35,7 @@ class AppState:
     draining: bool = False  # set on SIGTERM: /ready answers 503 while requests finish
     counting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     """count_tokens' tokenizing, one at a time (it is free, and a long prompt takes a core)."""
-    counting_keys: set[str | None] = field(default_factory=set)  # keys with a count in flight
+    counting_keys: set[str] = field(default_factory=set)  # keys with a count in flight
     counting_tasks: set[asyncio.Task[int]] = field(default_factory=set)  # held until they end
 
 

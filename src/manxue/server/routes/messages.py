@@ -59,16 +59,15 @@ async def count_tokens(request: web.Request) -> web.Response:
     key = authenticate(request, st)
     if (request.content_length or 0) > COUNT_MAX_BYTES:
         raise _too_large()
-    holder = key.id if key is not None else None
-    if holder is not None:  # before the body is read or parsed: a second count costs nothing
-        if holder in st.counting_keys:
+    if key is not None:  # before the body is read or parsed: a second count costs nothing
+        if key.id in st.counting_keys:
             raise RateLimited("count_tokens counts one prompt at a time per key; retry when the "
                               "last count has answered", retry_after=1.0)
-        st.counting_keys.add(holder)
+        st.counting_keys.add(key.id)
     # A count that has started cannot be stopped (it runs in a thread): it keeps its turn and
     # its key's mark until it ends, even if the client leaves, so leaving and asking again
     # does not count more at once.
-    task = asyncio.ensure_future(_counted(request, st, key, holder))
+    task = asyncio.ensure_future(_counted(request, st, key))
     st.counting_tasks.add(task)
 
     def ended(t: asyncio.Task[int]) -> None:
@@ -80,8 +79,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps({"input_tokens": count}), content_type=_JSON)
 
 
-async def _counted(request: web.Request, st: AppState, key: KeyRecord | None,
-                   holder: str | None) -> int:
+async def _counted(request: web.Request, st: AppState, key: KeyRecord | None) -> int:
     """Read, check and count one prompt, its key marked until the end."""
     try:
         body = await request.read()
@@ -95,7 +93,8 @@ async def _counted(request: web.Request, st: AppState, key: KeyRecord | None,
                                        code="model_not_allowed")
             return await asyncio.to_thread(_count, st, model, messages)
     finally:
-        st.counting_keys.discard(holder)
+        if key is not None:
+            st.counting_keys.discard(key.id)
 
 
 def _prompt(body: bytes) -> tuple[str, list[Any]]:
