@@ -73,3 +73,18 @@ def test_a_client_that_leaves_does_not_free_its_turn(billing):
     wait_until(lambda: not st.counting_keys and not st.counting_tasks)
     assert not st.counting.locked()
     assert _count(gw.url, key, ASK).status_code == 200
+
+
+def test_a_count_that_fails_midway_gives_everything_back(billing):
+    """A body that does not parse, or names a model not served, fails inside the worker's
+    turn: the error reaches the client, and the key's mark and the turn are given back."""
+    gw = billing.gw
+    st = gw.app[STATE_KEY]
+    key = billing.create_key()["key"]
+    bad = httpx.post(gw.url + "/v1/messages/count_tokens", content=b"{not json", timeout=30,
+                     headers={"x-api-key": key})
+    assert bad.status_code == 400 and bad.json()["type"] == "error"
+    assert _count(gw.url, key, {**ASK, "model": "no-such-model"}).status_code == 404
+    wait_until(lambda: not st.counting_keys and not st.counting_tasks)
+    assert not st.counting.locked()
+    assert _count(gw.url, key, ASK).status_code == 200
